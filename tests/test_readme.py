@@ -1,0 +1,27 @@
+"""README.md is generated from nbs/index.ipynb, and its results table agrees with the runs it cites."""
+import json
+import re
+
+from conftest import ROOT
+
+
+def render_readme() -> str:
+    import nbformat
+    from nbconvert import MarkdownExporter
+    body, _ = MarkdownExporter().from_notebook_node(nbformat.read(ROOT/"nbs"/"index.ipynb", as_version=4))
+    return body
+
+
+def test_readme_is_generated_from_index_notebook():
+    assert (ROOT/"README.md").read_text() == render_readme(), \
+        "README.md is stale: jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README"
+
+
+def test_results_table_matches_runs():
+    rows = [line for line in (ROOT/"README.md").read_text().splitlines()
+            if line.startswith("|") and re.search(r"runs/[\w.-]+/metrics\.json", line)]
+    for row in rows:
+        run = re.search(r"runs/([\w.-]+)/metrics\.json", row).group(1)
+        metrics = json.loads((ROOT/"runs"/run/"metrics.json").read_text())
+        accuracy = f"{100 * metrics['accuracy']:.1f} %"
+        assert accuracy in row, f"README row for {run} should show accuracy {accuracy}: {row}"

@@ -1,0 +1,84 @@
+"""boolq-train from the command line: parameter files, bad input, and resuming a killed run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+
+def _tiny_args(tiny_assets, tmp_path, run_name, epochs):
+    return ["-m", "boolq_nb.train", "--run-name", run_name, "--backbone", str(tiny_assets["backbone"]),
+            "--data-source", str(tiny_assets["data"]), "--max-length", "64", "--learning-rate", "3e-3",
+            "--batch-size", "8", "--epochs", str(epochs), "--report-to", "none",
+            "--output-dir", str(tmp_path/"runs"), "--model-dir", str(tmp_path/"models")]
+
+
+def test_bad_parameter_file_is_named(tmp_path):
+    bad = tmp_path/"bad.yaml"
+    bad.write_text("learnig_rate: 1e-5\n")
+    proc = run_cli(["-m", "boolq_nb.train", "-f", str(bad)], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "bad.yaml: unknown parameter(s) ['learnig_rate']" in proc.stderr
+
+
+def test_bad_value_is_named(tmp_path):
+    proc = run_cli(["-m", "boolq_nb.train", "--learning-rate", "fast"], cwd=tmp_path)
+    assert proc.returncode == 2 and "parameter 'learning_rate' must be float" in proc.stderr
+
+
+def test_bad_data_names_file_and_line(tmp_path, tiny_assets):
+    data = tmp_path/"data"
+    data.mkdir()
+    (data/"train.jsonl").write_text((tiny_assets["data"]/"train.jsonl").read_text() + '{"question": "q"}\n')
+    (data/"dev.jsonl").write_text((tiny_assets["data"]/"dev.jsonl").read_text())
+    args = _tiny_args(tiny_assets, tmp_path, "bad-data", 1)
+    args[args.index("--data-source") + 1] = str(data)
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "train.jsonl:129: field 'passage' is missing" in proc.stderr
+    assert not (tmp_path/"runs"/"bad-data"/"metrics.json").exists()
+
+
+def test_killed_run_resumes_to_the_same_final_step(tiny_assets, tmp_path):
+    epochs, steps_per_epoch = 12, 128 // 8
+    args = _tiny_args(tiny_assets, tmp_path, "resumable", epochs)
+    checkpoints = tmp_path/"models"/"resumable"/"checkpoints"
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        # Kill hard once a checkpoint with its trainer state is complete, i.e. mid-run.
+        while time.time() < deadline and not any(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "training ended before it could be interrupted"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (tmp_path/"runs"/"resumable"/"metrics.json").exists()
+    def complete(checkpoint):
+        try:
+            return bool(json.loads((checkpoint/"trainer_state.json").read_text()))
+        except (OSError, ValueError):
+            return False  # killed while this one was being written: resuming must skip it
+    killed_at = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*") if complete(p))
+    assert killed_at < epochs * steps_per_epoch
+
+    resumed = run_cli(args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((tmp_path/"runs"/"resumable"/"metrics.json").read_text())
+    assert metrics["resumed_from"].endswith(f"checkpoint-{killed_at}")
+    assert metrics["global_step"] == epochs * steps_per_epoch
+
+    # Resuming the same run name with different settings is refused rather than mixing two experiments.
+    changed = args + ["--seed", "7"]
+    proc = run_cli(changed, cwd=tmp_path)
+    assert proc.returncode != 0 and "seed" in proc.stderr and "differ" in proc.stderr

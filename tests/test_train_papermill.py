@@ -1,0 +1,47 @@
+"""The main job end to end: papermill executes nbs/03_train.ipynb with parameters, as a user does."""
+import json
+from dataclasses import fields
+
+import papermill as pm
+import pytest
+
+from boolq_nb.train import TrainConfig
+from conftest import ROOT
+
+
+def test_parameters_cell_matches_train_config():
+    "The papermill parameters, TrainConfig and boolq-train's flags are one list of names."
+    params = pm.inspect_notebook(str(ROOT/"nbs"/"03_train.ipynb"))
+    assert set(params) == {f.name for f in fields(TrainConfig)}
+
+
+def test_config_files_are_valid():
+    from boolq_nb.train import load_param_file
+    files = sorted((ROOT/"configs").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"quickstart", "minilm-full", "roberta-base", "roberta-large"}
+    for f in files:
+        config = TrainConfig(**load_param_file(f))
+        assert config.run_name == f.stem, f"{f}: run_name should be the file's name"
+
+
+def test_papermill_round_trip(tiny_assets, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    out = tmp_path/"pm-tiny.ipynb"
+    pm.execute_notebook(
+        str(ROOT/"nbs"/"03_train.ipynb"), str(out), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+        parameters=dict(run_name="pm-tiny", backbone=str(tiny_assets["backbone"]), data_source=str(tiny_assets["data"]),
+                        max_length=64, learning_rate=3e-3, batch_size=8, epochs=6.0, report_to="wandb",
+                        output_dir=str(tmp_path/"runs"), model_dir=str(tmp_path/"models")))
+    metrics = json.loads((tmp_path/"runs"/"pm-tiny"/"metrics.json").read_text())
+    assert metrics["n_train"] == 128 and metrics["n_eval"] == 48
+    assert metrics["accuracy"] > metrics["majority_baseline"], metrics
+    for key in ("f1", "majority_baseline", "per_class", "wall_time_s", "train_examples_per_s", "parameters"):
+        assert key in metrics
+    assert metrics["parameters"]["learning_rate"] == 3e-3
+    # wandb ran in offline mode under the run's name
+    offline_runs = list((tmp_path/"wandb").glob("offline-run-*"))
+    assert offline_runs, "expected a wandb offline run"
+    executed = json.loads(out.read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1
+    assert (tmp_path/"models"/"pm-tiny"/"model"/"boolq_nb.json").is_file()
