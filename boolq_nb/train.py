@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['logger', 'COLLAPSE_SHARE', 'TrainConfig', 'load_param_file', 'classification_metrics', 'collapse_warning',
            'EvalRecorder', 'BoolQTrainer', 'training_arguments', 'last_complete_checkpoint', 'plot_learning_curves',
-           'plot_confusion_matrix', 'TrainResult', 'train', 'build_parser', 'main']
+           'plot_confusion_matrix', 'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'TrainResult',
+           'train', 'error_analysis', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -69,7 +70,7 @@ class TrainConfig:
     backbone: str = "minilm"
     data_source: str | None = None
     max_length: int = 256
-    use_title: bool = False
+    use_title: bool = True
     learning_rate: float = 5e-5
     batch_size: int = 16
     eval_batch_size: int = 64
@@ -316,6 +317,39 @@ def plot_confusion_matrix(confusion: list[list[int]], path: str | os.PathLike, t
     return _save_figure(fig, Path(path))
 
 # %% ../nbs/03_train.ipynb
+def calibration_bins(labels, probabilities_yes, n_bins: int = 10) -> list[dict]:
+    "Per confidence bin: number of examples, mean confidence and accuracy (empty bins left out)."
+    labels, p_yes = np.asarray(labels, dtype=int), np.asarray(probabilities_yes, dtype=float)
+    predicted = (p_yes >= 0.5).astype(int)
+    confidence = np.where(predicted == 1, p_yes, 1 - p_yes)  # in [0.5, 1]
+    edges = np.linspace(0.5, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
+    return [{"low": float(edges[b]), "high": float(edges[b + 1]), "n": int((which == b).sum()),
+             "confidence": float(confidence[which == b].mean()), "accuracy": float((predicted == labels)[which == b].mean())}
+            for b in range(n_bins) if (which == b).any()]
+
+def expected_calibration_error(labels, probabilities_yes, n_bins: int = 10) -> float:
+    "ECE: the example-weighted mean gap between confidence and accuracy over confidence bins."
+    bins = calibration_bins(labels, probabilities_yes, n_bins)
+    total = sum(b["n"] for b in bins)
+    return float(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / total)
+
+def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins: int = 10, title: str = "") -> Path:
+    "Reliability diagram (accuracy against confidence per bin, bar width ~ share of examples) with the ECE."
+    bins = calibration_bins(labels, probabilities_yes, n_bins)
+    ece = expected_calibration_error(labels, probabilities_yes, n_bins)
+    fig = _new_figure(4.6, 4.2)
+    ax = fig.subplots()
+    ax.plot([0.5, 1], [0.5, 1], ":", color="grey", label="perfect calibration")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="model")
+    total = sum(b["n"] for b in bins)
+    ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["n"] / total for b in bins], width=0.5 / n_bins,
+           alpha=0.25, label="share of examples")
+    ax.set(xlim=(0.5, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title} ECE {ece:.3f}".strip())
+    ax.legend(loc="upper left")
+    return _save_figure(fig, Path(path))
+
+# %% ../nbs/03_train.ipynb
 @dataclass
 class TrainResult:
     metrics: dict
@@ -366,6 +400,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     probabilities[eval_order] = probs_sorted
     labels = np.asarray(encoded["validation"]["labels"])
     metrics = classification_metrics(labels, probabilities >= 0.5)
+    metrics["ece"] = expected_calibration_error(labels, probabilities)
     if metrics["collapsed"]:
         warnings.warn(collapse_warning(metrics), stacklevel=2)
 
@@ -394,8 +429,33 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     plot_learning_curves(trainer.state.log_history, metrics["majority_baseline"], run_dir/"learning_curves.png")
     plot_confusion_matrix(metrics["confusion_matrix"], run_dir/"confusion_matrix.png",
                           title=f"{config.run_name}: validation (n={len(labels)})")
+    plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name)
     atomic_write_json(run_dir/"metrics.json", report)  # last: its presence means the run finished
     return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
+
+# %% ../nbs/03_train.ipynb
+def error_analysis(questions: list[str], passages: list[str], labels, probabilities_yes, n_examples: int = 5,
+                   min_group: int = 20) -> dict:
+    "Accuracy by question type and passage length, and the most confident mistakes, as pandas tables."
+    import pandas as pd
+    df = pd.DataFrame({"question": questions, "passage": passages, "label": np.asarray(labels, dtype=int),
+                       "p_yes": np.asarray(probabilities_yes, dtype=float)})
+    df["predicted"] = (df.p_yes >= 0.5).astype(int)
+    df["correct"] = df.predicted == df.label
+    first = df.question.str.split().str[0].str.lower()
+    counts = first.value_counts()
+    df["question_type"] = first.where(first.map(counts) >= min_group, "(other)")
+    words = df.passage.str.split().str.len()
+    df["passage_words"] = pd.qcut(words, q=min(4, words.nunique()), duplicates="drop").astype(str)
+    def table(by):
+        return (df.groupby(by, observed=True)
+                  .agg(n=("correct", "size"), accuracy=("correct", "mean"), yes_share=("label", "mean"),
+                       predicted_yes=("predicted", "mean"))
+                  .sort_values("n", ascending=False))
+    mistakes = df[~df.correct].assign(confidence=lambda d: (d.p_yes - 0.5).abs() + 0.5)
+    return {"by_question_type": table("question_type"), "by_passage_length": table("passage_words"),
+            "confident_mistakes": mistakes.sort_values("confidence", ascending=False)
+                                          .head(n_examples)[["question", "label", "p_yes", "passage"]]}
 
 # %% ../nbs/03_train.ipynb
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,14 @@ def test_parameters_cell_matches_train_config():
     assert set(params) == {f.name for f in fields(TrainConfig)}
 
 
+def test_parameter_defaults_match_train_config():
+    "Running the notebook without parameters and calling train() with no arguments mean the same run."
+    import ast
+    params = pm.inspect_notebook(str(ROOT/"nbs"/"03_train.ipynb"))
+    for f in fields(TrainConfig):
+        assert ast.literal_eval(params[f.name]["default"]) == f.default, f.name
+
+
 def test_config_files_are_valid():
     from boolq_nb.train import load_param_file
     files = sorted((ROOT/"configs").glob("*.yaml"))
