@@ -24,8 +24,9 @@ def passage_text(passages: list[str], titles: list[str] | None = None, use_title
 def pair_lengths(tokenizer: PreTrainedTokenizerBase, questions: list[str], passages: list[str]) -> list[int]:
     "Untruncated length in tokens of each (question, passage) pair, special tokens included."
     n_special = tokenizer.num_special_tokens_to_add(pair=True)
-    q_ids = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
-    p_ids = tokenizer(list(passages), add_special_tokens=False)["input_ids"]
+    # verbose=False: measuring over-long passages is the point here, not a mistake worth a warning
+    q_ids = tokenizer(list(questions), add_special_tokens=False, verbose=False)["input_ids"]
+    p_ids = tokenizer(list(passages), add_special_tokens=False, verbose=False)["input_ids"]
     return [len(q) + len(p) + n_special for q, p in zip(q_ids, p_ids)]
 
 def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: list[str], passages: list[str],
@@ -37,7 +38,7 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: list[str], passa
     full = pair_lengths(tokenizer, questions, texts)
     # A pair needs room for a few passage tokens after the question; otherwise "only_second" truncation cannot work.
     question_room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - 8
-    q_lens = [len(ids) for ids in tokenizer(list(questions), add_special_tokens=False)["input_ids"]]
+    q_lens = [len(ids) for ids in tokenizer(list(questions), add_special_tokens=False, verbose=False)["input_ids"]]
     too_long = [i for i, n in enumerate(q_lens) if n > question_room]
     if too_long:
         i = too_long[0]
