@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ import numpy as np
 
 # %% auto 0
 __all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'LOCAL_FORMATS', 'BoolQDataError', 'atomic_path',
-           'atomic_write_text', 'atomic_write_json', 'read_boolq_jsonl', 'LocalFormat', 'resolve_source',
-           'detect_local_format', 'take_subset', 'load_boolq', 'majority_baseline']
+           'atomic_write_text', 'atomic_write_json', 'atomic_directory', 'text_field_problem', 'parse_label',
+           'read_boolq_jsonl', 'LocalFormat', 'resolve_source', 'detect_local_format', 'take_subset', 'load_boolq',
+           'majority_baseline']
 
 # %% ../nbs/00_data.ipynb
 BOOLQ_HUB_ID = "google/boolq"
@@ -60,10 +62,28 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     "Write `obj` as indented JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
+@contextmanager
+def atomic_directory(path: str | os.PathLike):
+    "Yield an empty staging folder next to `path`; on success it replaces `path` whole, on error it is removed."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.saving-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if path.exists():
+            path.rename(old)  # two renames: never a moment without a complete folder on disk, bar the instant between
+        staging.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
 # %% ../nbs/00_data.ipynb
 _MAX_REPORTED_ERRORS = 20
 
-def _check_text(record: dict, field: str, required: bool = True, allow_empty: bool = False) -> str | None:
+def text_field_problem(record: dict, field: str, required: bool = True, allow_empty: bool = False) -> str | None:
     "The problem with `record[field]` as a text field, or None."
     if field not in record:
         return f"field '{field}' is missing" if required else None
@@ -74,7 +94,7 @@ def _check_text(record: dict, field: str, required: bool = True, allow_empty: bo
         return f"field '{field}' is empty"
     return None
 
-def _parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
+def parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
     "(label as 0/1, None) or (None, problem)."
     if field not in record:
         return None, f"field '{field}' is missing"
@@ -104,9 +124,9 @@ def read_boolq_jsonl(path: str | os.PathLike, label_field: str = "answer") -> di
             if not isinstance(record, dict):
                 problems.append(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
                 continue
-            label, label_problem = _parse_label(record, label_field)
-            line_problems = [p for p in (_check_text(record, "question"), _check_text(record, "passage"),
-                                         _check_text(record, "title", required=False, allow_empty=True),
+            label, label_problem = parse_label(record, label_field)
+            line_problems = [p for p in (text_field_problem(record, "question"), text_field_problem(record, "passage"),
+                                         text_field_problem(record, "title", required=False, allow_empty=True),
                                          label_problem) if p]
             problems += [f"{path}:{line_no}: {p}" for p in line_problems]
             if line_problems:

@@ -25,7 +25,7 @@ import torch
 import torchdrift
 from torchdrift.detectors import KernelMMDDriftDetector
 
-from .data import _check_text, atomic_write_json, load_boolq, take_subset
+from .data import text_field_problem, atomic_directory, atomic_write_json, load_boolq, take_subset
 from .model import YesNoModel
 
 # %% auto 0
@@ -281,20 +281,9 @@ class DriftMonitor:
         arrays = {"reference": self.reference.numpy()}
         if self.pca is not None:
             arrays.update(pca_mean=self.pca.mean.numpy(), pca_components=self.pca.components.numpy())
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = directory.with_name(f".{directory.name}.saving-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            staging.mkdir()
+        with atomic_directory(directory) as staging:
             np.savez(staging/REFERENCE_FILE, **arrays)
             atomic_write_json(staging/MONITOR_FILE, header)
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            if directory.exists():
-                directory.rename(old)
-            staging.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return directory
 
     @classmethod
@@ -481,8 +470,8 @@ def plot_detection(detection: dict, false_alarm: dict, alpha: float, path: str |
     "Detection rate against batch size for each shift, with the false-alarm rate and `alpha`."
     # Imported here: boolq_nb.train pulls in the Trainer, which the command line does not need (and which prints
     # a wandb notice on stdout, where boolq-drift writes its JSON).
-    from boolq_nb.train import _new_figure, _save_figure
-    fig = _new_figure(7.5, 4.2)
+    from boolq_nb.train import new_figure, save_figure
+    fig = new_figure(7.5, 4.2)
     ax = fig.subplots()
     for shift, rates in detection.items():
         sizes = sorted(int(b) for b in rates)
@@ -494,7 +483,7 @@ def plot_detection(detection: dict, false_alarm: dict, alpha: float, path: str |
            xlabel="batch size (pairs)", ylabel="share of batches flagged", title="kernel MMD drift detection")
     ax.minorticks_off()
     ax.legend(fontsize=8, loc="center right")
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 # %% ../nbs/05_drift.ipynb
 def read_pairs_jsonl(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -515,9 +504,9 @@ def read_pairs_jsonl(path: str | os.PathLike) -> dict[str, list[str]]:
             if not isinstance(record, dict):
                 problems.append(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
                 continue
-            line_problems = [p for p in (_check_text(record, "question"),
-                                         _check_text(record, "passage", allow_empty=True),
-                                         _check_text(record, "title", required=False, allow_empty=True)) if p]
+            line_problems = [p for p in (text_field_problem(record, "question"),
+                                         text_field_problem(record, "passage", allow_empty=True),
+                                         text_field_problem(record, "title", required=False, allow_empty=True)) if p]
             problems += [f"{path}:{line_no}: {p}" for p in line_problems]
             if not line_problems:
                 for key in pairs:

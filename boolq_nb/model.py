@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -18,7 +17,7 @@ import torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
-from .data import LABEL_NAMES, atomic_write_json
+from .data import LABEL_NAMES, atomic_directory, atomic_write_json
 from .features import encode_pairs, make_collator
 
 # %% auto 0
@@ -151,23 +150,13 @@ class YesNoModel:
 
     def save(self, directory: str | os.PathLike, **info) -> Path:
         "Save in `save_pretrained` layout plus `boolq_nb.json`; the folder is replaced atomically."
-        directory = Path(directory)
         self.info.update(info)
-        staging = directory.with_name(f".{directory.name}.saving-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with atomic_directory(directory) as staging:
             self.model.save_pretrained(staging)
             self.tokenizer.save_pretrained(staging)
             atomic_write_json(staging/MODEL_INFO_FILE, {"max_length": self.max_length, "use_title": self.use_title,
                                                         "label_names": list(LABEL_NAMES), **self.info})
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            if directory.exists():
-                directory.rename(old)
-            staging.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return directory
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "YesNoModel":

@@ -50,8 +50,8 @@ def item_problem(record) -> str | None:
     "What is wrong with one item to answer (`question`, `passage`, optional `title`), or None."
     if not isinstance(record, dict):
         return f"expected a JSON object with 'question' and 'passage', got {type(record).__name__}"
-    problems = [p for p in (bq_data._check_text(record, "question"), bq_data._check_text(record, "passage"),
-                            bq_data._check_text(record, "title", required=False, allow_empty=True)) if p]
+    problems = [p for p in (bq_data.text_field_problem(record, "question"), bq_data.text_field_problem(record, "passage"),
+                            bq_data.text_field_problem(record, "title", required=False, allow_empty=True)) if p]
     return "; ".join(problems) or None
 
 def parse_score_body(body: bytes, max_items: int = 64, max_bytes: int = 1_000_000) -> tuple[list[dict], bool]:
@@ -446,7 +446,7 @@ def read_predict_jsonl(path: str | os.PathLike, batch_size: int = 64):
             if not problem:
                 label_field = next((k for k in ("answer", "label") if k in record), None)
                 if label_field:
-                    label, problem = bq_data._parse_label(record, label_field)
+                    label, problem = bq_data.parse_label(record, label_field)
             if problem:
                 raise bq_data.BoolQDataError(f"{path}:{line_no}: {problem}")
             batch.append((line_no, record, label))

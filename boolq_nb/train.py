@@ -33,16 +33,17 @@ from .model import YesNoModel, load_backbone
 logger = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['logger', 'COLLAPSE_SHARE', 'TrainConfig', 'load_param_file', 'classification_metrics', 'collapse_warning',
-           'EvalRecorder', 'BoolQTrainer', 'training_arguments', 'last_complete_checkpoint', 'plot_learning_curves',
-           'plot_confusion_matrix', 'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'TrainResult',
-           'train', 'error_analysis', 'build_parser', 'main']
+__all__ = ['logger', 'COLLAPSE_SHARE', 'coerce_param', 'TrainConfig', 'load_param_file', 'classification_metrics',
+           'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments', 'last_complete_checkpoint',
+           'new_figure', 'save_figure', 'plot_learning_curves', 'plot_confusion_matrix', 'calibration_bins',
+           'expected_calibration_error', 'plot_reliability', 'TrainResult', 'train', 'error_analysis',
+           'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 _REPORT_TARGETS = {"none", "all", "wandb", "tensorboard", "mlflow", "comet_ml", "clearml", "trackio", "swanlab"}
 
-def _coerce(name: str, value, annotation: str):
+def coerce_param(name: str, value, annotation: str):
     "`value` converted to the type named by `annotation` ('int', 'float | None', ...), or a ValueError naming `name`."
     optional = annotation.endswith("| None")
     kind = _TYPES[annotation.split("|")[0].strip()]
@@ -91,7 +92,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for f in fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
+            setattr(self, f.name, coerce_param(f.name, getattr(self, f.name), f.type))
         if self.run_name is None:
             self.run_name = time.strftime("train-%Y%m%d-%H%M%S")
         checks = [
@@ -277,18 +278,18 @@ def _check_resumable(config: TrainConfig) -> str | None:
     return last
 
 # %% ../nbs/03_train.ipynb
-def _new_figure(*size):
+def new_figure(*size):
     from matplotlib.figure import Figure  # no pyplot: no global state, works without a display
     return Figure(figsize=size, layout="constrained")
 
-def _save_figure(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110)
     return path
 
 def plot_learning_curves(log_history: list[dict], baseline: float, path: str | os.PathLike) -> Path:
     "Training/validation loss and validation accuracy against epochs, with the majority baseline."
-    fig = _new_figure(10, 3.6)
+    fig = new_figure(10, 3.6)
     ax_loss, ax_acc = fig.subplots(1, 2)
     train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
     evals = [h for h in log_history if "eval_accuracy" in h]
@@ -302,19 +303,19 @@ def plot_learning_curves(log_history: list[dict], baseline: float, path: str | o
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", title="validation")
     ax_loss.legend(); ax_acc.legend(loc="lower right")
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 def plot_confusion_matrix(confusion: list[list[int]], path: str | os.PathLike, title: str = "validation") -> Path:
     "The 2x2 confusion matrix with counts and row shares."
     confusion = np.asarray(confusion)
-    fig = _new_figure(4.2, 3.6)
+    fig = new_figure(4.2, 3.6)
     ax = fig.subplots()
     ax.imshow(confusion / confusion.sum(axis=1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
     for (i, j), n in np.ndenumerate(confusion):
         ax.text(j, i, f"{n}\n{n / max(confusion[i].sum(), 1):.0%}", ha="center", va="center")
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=LABEL_NAMES, yticklabels=LABEL_NAMES,
            xlabel="predicted", ylabel="true", title=title)
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 # %% ../nbs/03_train.ipynb
 def calibration_bins(labels, probabilities_yes, n_bins: int = 10) -> list[dict]:
@@ -338,7 +339,7 @@ def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins:
     "Reliability diagram (accuracy against confidence per bin, bar width ~ share of examples) with the ECE."
     bins = calibration_bins(labels, probabilities_yes, n_bins)
     ece = expected_calibration_error(labels, probabilities_yes, n_bins)
-    fig = _new_figure(4.6, 4.2)
+    fig = new_figure(4.6, 4.2)
     ax = fig.subplots()
     ax.plot([0.5, 1], [0.5, 1], ":", color="grey", label="perfect calibration")
     ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="model")
@@ -347,7 +348,7 @@ def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins:
            alpha=0.25, label="share of examples")
     ax.set(xlim=(0.5, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title} ECE {ece:.3f}".strip())
     ax.legend(loc="upper left")
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 # %% ../nbs/03_train.ipynb
 @dataclass
@@ -458,11 +459,11 @@ def error_analysis(questions: list[str], passages: list[str], labels, probabilit
                                           .head(n_examples)[["question", "label", "p_yes", "passage"]]}
 
 # %% ../nbs/03_train.ipynb
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boolq-train", description="Fine-tune a yes/no classifier on BoolQ.")
+def add_config_arguments(parser: argparse.ArgumentParser, config_class) -> argparse.ArgumentParser:
+    "`-f` parameter files plus one `--flag` per field of the dataclass `config_class` (values coerced by the class)."
     parser.add_argument("-f", "--parameters", action="append", default=[], metavar="YAML",
                         help="papermill-style parameter file; may be repeated, later files win")
-    for f in fields(TrainConfig):
+    for f in fields(config_class):
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
@@ -470,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=f.type.split()[0].upper(),
                                 help=f"default: {f.default}")
     return parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boolq-train", description="Fine-tune a yes/no classifier on BoolQ.")
+    return add_config_arguments(parser, TrainConfig)
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point `boolq-train`."

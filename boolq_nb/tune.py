@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from .data import atomic_path, atomic_write_json, atomic_write_text
-from .train import TrainConfig, _coerce, _save_figure, load_param_file, train
+from .train import TrainConfig, add_config_arguments, coerce_param, save_figure, load_param_file, train
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class TuneConfig:
         self.batch_sizes = _int_choices("batch_sizes", self.batch_sizes)
         self.max_lengths = _int_choices("max_lengths", self.max_lengths)
         for f in fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
+            setattr(self, f.name, coerce_param(f.name, getattr(self, f.name), f.type))
         checks = [
             (re.fullmatch(r"[\w.-]+", self.study_name) is not None, "study_name",
              "letters, digits, '.', '-' and '_' only"),
@@ -406,7 +406,7 @@ def plot_study(study: optuna.Study, folder: str | os.PathLike) -> tuple[dict, di
             ax.set(xlabel="epoch", ylabel="validation accuracy")
         figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         figure.set_size_inches(8, 4.5)
-        written[name] = _save_figure(figure, folder/f"{name}.png")
+        written[name] = save_figure(figure, folder/f"{name}.png")
         plt.close(figure)
     return written, skipped
 
@@ -495,16 +495,7 @@ def _plain(value):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boolq-tune", description="Search BoolQ fine-tuning settings with Optuna.",
                                      allow_abbrev=False)  # --learning-rate must not silently mean --learning-rate-min
-    parser.add_argument("-f", "--parameters", action="append", default=[], metavar="YAML",
-                        help="papermill-style parameter file; may be repeated, later files win")
-    for f in fields(TuneConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
-        else:
-            parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=f.type.split()[0].upper(),
-                                help=f"default: {f.default}")
-    return parser
+    return add_config_arguments(parser, TuneConfig)
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point `boolq-tune`: run one worker of a study and print its summary."
