@@ -390,7 +390,6 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     if resume_from:
         logger.warning("resuming %s from %s", config.run_name, resume_from)
     train_output = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.time() - started
 
     # The best model is loaded; its predictions were recorded at its evaluation unless that happened before a resume.
     best_step = trainer.state.best_global_step
@@ -413,7 +412,8 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         "accuracy_over_baseline": metrics["accuracy"] - metrics["majority_baseline"],
         "best_epoch": best_eval.get("epoch"), "best_step": best_step, "global_step": trainer.state.global_step,
         "epochs_run": trainer.state.epoch, "resumed_from": resume_from,
-        "wall_time_s": round(time.time() - started, 1), "train_time_s": round(train_seconds, 1),
+        "wall_time_s": round(time.time() - started, 1),
+        "train_time_s": round(train_output.metrics["train_runtime"], 1),
         "train_examples_per_s": round(train_output.metrics.get("train_samples_per_second", float("nan")), 2),
         "eval_examples_per_s": round(best_eval.get("eval_samples_per_second", float("nan")), 2),
         "truncated_eval_share": float(np.mean(encoded["validation"]["truncated"])),
