@@ -247,20 +247,23 @@ def open_storage(config: TuneConfig) -> RDBStorage:
         engine_kwargs = {"pool_pre_ping": True}
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": 15}
-    from sqlalchemy.exc import IntegrityError
-    for attempt in range(3):
+    from sqlalchemy.exc import IntegrityError, OperationalError
+    for attempt in range(5):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=config.heartbeat_interval,
                                   grace_period=config.grace_period,
                                   heartbeat_stale_trial_callback=_StaleTrialHandler(config))
-        except IntegrityError:
-            # Workers started together on a new database race to create Optuna's tables; the loser's insert of the
-            # schema version fails. The tables exist now, so opening again succeeds.
-            if attempt == 2:
-                raise
-            time.sleep(0.5)
+        except (IntegrityError, OperationalError) as e:
+            # Workers started together on a new database race to create Optuna's tables: the loser's CREATE TABLE
+            # ("already exists") or insert of the schema version (IntegrityError) fails. The tables exist now, so
+            # opening again succeeds. Any other OperationalError (an unreachable server) is reported at once.
+            racing = isinstance(e, IntegrityError) or "already exists" in str(e)
+            if not racing or attempt == 4:
+                detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise StudyStorageError(f"cannot open the study storage {_redacted(url)}: {detail}") from None
+            time.sleep(0.5 * (attempt + 1))
         except Exception as e:
             detail = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise StudyStorageError(f"cannot open the study storage {_redacted(url)}: {detail}") from None
