@@ -19,8 +19,8 @@ import numpy as np
 # %% auto 0
 __all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'LOCAL_FORMATS', 'BoolQDataError', 'atomic_path',
            'atomic_write_text', 'atomic_write_json', 'atomic_directory', 'text_field_problem', 'parse_label',
-           'read_boolq_jsonl', 'LocalFormat', 'resolve_source', 'detect_local_format', 'take_subset', 'load_boolq',
-           'majority_baseline']
+           'iter_jsonl_objects', 'raise_line_problems', 'read_boolq_jsonl', 'LocalFormat', 'resolve_source',
+           'detect_local_format', 'take_subset', 'load_boolq', 'majority_baseline']
 
 # %% ../nbs/00_data.ipynb
 BOOLQ_HUB_ID = "google/boolq"
@@ -105,45 +105,64 @@ def parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
         return value, None
     return None, f"field '{field}' must be a boolean{' or 0/1' if field == 'label' else ''}, got {value!r:.40}"
 
-def read_boolq_jsonl(path: str | os.PathLike, label_field: str = "answer") -> dict[str, list]:
-    "Read and validate one BoolQ jsonl file into columns `question`, `passage`, `title`, `label`."
+def iter_jsonl_objects(path: str | os.PathLike):
+    """Each non-blank line of a JSON-lines file as `(line number, object, None)`, or `(line number, None, problem)`
+    when the line is not UTF-8, not JSON, or not a JSON object. Streams: one line in memory at a time."""
     path = Path(path)
     if not path.is_file():
         raise BoolQDataError(f"{path}: file not found")
-    columns = {"question": [], "passage": [], "title": [], "label": []}
-    problems, first_seen, duplicates = [], {}, []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield line_no, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                problems.append(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})")
+                yield line_no, None, f"not valid JSON ({e.msg} at column {e.colno})"
                 continue
             if not isinstance(record, dict):
-                problems.append(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+                yield line_no, None, f"expected a JSON object, got {type(record).__name__}"
                 continue
-            label, label_problem = parse_label(record, label_field)
-            line_problems = [p for p in (text_field_problem(record, "question"), text_field_problem(record, "passage"),
-                                         text_field_problem(record, "title", required=False, allow_empty=True),
-                                         label_problem) if p]
-            problems += [f"{path}:{line_no}: {p}" for p in line_problems]
-            if line_problems:
-                continue
-            key = (record["question"].strip().lower(), record["passage"].strip())
-            if key in first_seen:
-                duplicates.append((line_no, first_seen[key]))
-            else:
-                first_seen[key] = line_no
-            columns["question"].append(record["question"])
-            columns["passage"].append(record["passage"])
-            columns["title"].append(record.get("title", ""))
-            columns["label"].append(label)
+            yield line_no, record, None
+
+def raise_line_problems(path: str | os.PathLike, problems: list[str]):
+    "Raise one `BoolQDataError` listing `problems` ('file:line: what') of `path`, if there are any."
     if problems:
         shown = "\n  ".join(problems[:_MAX_REPORTED_ERRORS])
         more = f"\n  ... and {len(problems) - _MAX_REPORTED_ERRORS} more" if len(problems) > _MAX_REPORTED_ERRORS else ""
         raise BoolQDataError(f"{path}: {len(problems)} invalid line(s):\n  {shown}{more}")
+
+def read_boolq_jsonl(path: str | os.PathLike, label_field: str = "answer") -> dict[str, list]:
+    "Read and validate one BoolQ jsonl file into columns `question`, `passage`, `title`, `label`."
+    path = Path(path)
+    columns = {"question": [], "passage": [], "title": [], "label": []}
+    problems, first_seen, duplicates = [], {}, []
+    for line_no, record, problem in iter_jsonl_objects(path):
+        if problem:
+            problems.append(f"{path}:{line_no}: {problem}")
+            continue
+        label, label_problem = parse_label(record, label_field)
+        line_problems = [p for p in (text_field_problem(record, "question"), text_field_problem(record, "passage"),
+                                     text_field_problem(record, "title", required=False, allow_empty=True),
+                                     label_problem) if p]
+        problems += [f"{path}:{line_no}: {p}" for p in line_problems]
+        if line_problems:
+            continue
+        key = (record["question"].strip().lower(), record["passage"].strip())
+        if key in first_seen:
+            duplicates.append((line_no, first_seen[key]))
+        else:
+            first_seen[key] = line_no
+        columns["question"].append(record["question"])
+        columns["passage"].append(record["passage"])
+        columns["title"].append(record.get("title", ""))
+        columns["label"].append(label)
+    raise_line_problems(path, problems)
     if not columns["label"]:
         raise BoolQDataError(f"{path}: no examples in file")
     if duplicates:

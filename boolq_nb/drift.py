@@ -25,7 +25,7 @@ import torch
 import torchdrift
 from torchdrift.detectors import KernelMMDDriftDetector
 
-from .data import text_field_problem, atomic_directory, atomic_write_json, load_boolq, take_subset
+from .data import BoolQDataError, iter_jsonl_objects, raise_line_problems, text_field_problem, atomic_directory, atomic_write_json, load_boolq, take_subset
 from .model import YesNoModel
 
 # %% auto 0
@@ -489,32 +489,19 @@ def plot_detection(detection: dict, false_alarm: dict, alpha: float, path: str |
 def read_pairs_jsonl(path: str | os.PathLike) -> dict[str, list[str]]:
     "Questions, passages and titles from a JSON-lines file; errors name the file and line."
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
     pairs, problems = {"question": [], "passage": [], "title": []}, []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"{path}:{line_no}: not valid JSON ({e.msg})")
-                continue
-            if not isinstance(record, dict):
-                problems.append(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-                continue
-            line_problems = [p for p in (text_field_problem(record, "question"),
-                                         text_field_problem(record, "passage", allow_empty=True),
-                                         text_field_problem(record, "title", required=False, allow_empty=True)) if p]
-            problems += [f"{path}:{line_no}: {p}" for p in line_problems]
-            if not line_problems:
-                for key in pairs:
-                    pairs[key].append(record.get(key, ""))
-    if problems:
-        raise ValueError(f"{path}: {len(problems)} invalid line(s):\n  " + "\n  ".join(problems[:20]))
+    for line_no, record, problem in iter_jsonl_objects(path):
+        line_problems = [problem] if problem else [
+            p for p in (text_field_problem(record, "question"),
+                        text_field_problem(record, "passage", allow_empty=True),
+                        text_field_problem(record, "title", required=False, allow_empty=True)) if p]
+        problems += [f"{path}:{line_no}: {p}" for p in line_problems]
+        if not line_problems:
+            for key in pairs:
+                pairs[key].append(record.get(key, ""))
+    raise_line_problems(path, problems)
     if not pairs["question"]:
-        raise ValueError(f"{path}: no pairs in file")
+        raise BoolQDataError(f"{path}: no pairs in file")
     return pairs
 
 def build_parser() -> argparse.ArgumentParser:

@@ -426,33 +426,20 @@ def main(argv: list[str] | None = None) -> int:
 def read_predict_jsonl(path: str | os.PathLike, batch_size: int = 64):
     "Batches of `(line number, item, label or None)` from a jsonl file, validated line by line as it streams."
     path = Path(path)
-    if not path.is_file():
-        raise bq_data.BoolQDataError(f"{path}: file not found")
     batch = []
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise bq_data.BoolQDataError(f"{path}:{line_no}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise bq_data.BoolQDataError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
-            problem = item_problem(record)
-            label = None
-            if not problem:
-                label_field = next((k for k in ("answer", "label") if k in record), None)
-                if label_field:
-                    label, problem = bq_data.parse_label(record, label_field)
-            if problem:
-                raise bq_data.BoolQDataError(f"{path}:{line_no}: {problem}")
-            batch.append((line_no, record, label))
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
+    for line_no, record, problem in bq_data.iter_jsonl_objects(path):
+        problem = problem or item_problem(record)
+        label = None
+        if not problem:
+            label_field = next((k for k in ("answer", "label") if k in record), None)
+            if label_field:
+                label, problem = bq_data.parse_label(record, label_field)
+        if problem:
+            raise bq_data.BoolQDataError(f"{path}:{line_no}: {problem}")
+        batch.append((line_no, record, label))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
     if batch:
         yield batch
 
