@@ -414,8 +414,9 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         "epochs_run": trainer.state.epoch, "resumed_from": resume_from,
         "wall_time_s": round(time.time() - started, 1),
         "train_time_s": round(train_output.metrics["train_runtime"], 1),
-        "train_examples_per_s": round(train_output.metrics.get("train_samples_per_second", float("nan")), 2),
-        "eval_examples_per_s": round(best_eval.get("eval_samples_per_second", float("nan")), 2),
+        "train_examples_per_s": round(train_output.metrics["train_samples_per_second"], 2),
+        # None (JSON null, not NaN) when the best evaluation happened before a resume and its log is gone
+        "eval_examples_per_s": best_eval.get("eval_samples_per_second"),
         "truncated_eval_share": float(np.mean(encoded["validation"]["truncated"])),
         "parameters": asdict(config), "environment": _environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
