@@ -13,6 +13,11 @@ Dynamic padding does not change what the model learns per example (padding is ma
 length grouping changes which examples share a batch, as in every reported run of this project.
 
   python bench/train_speed.py --steps 40 --out bench/results/train_speed.json
+
+A third run trains the project's path with attention_dropout 0 (the fused attention kernel; see 03_train).
+--profile N runs N more steps of each project run under torch.profiler and adds where the time goes (self CPU
+time grouped into matrix products, attention, normalisation and activations, optimizer, embeddings, data loading)
+to the report, with the profiler's table of the top operators next to it (train_speed.profile.txt).
 """
 import argparse
 import json
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from boolq_nb.data import atomic_write_json, load_boolq
+from boolq_nb.data import atomic_write_json, atomic_write_text, load_boolq
 from boolq_nb.features import make_collator, passage_text, tokenize_boolq
 from boolq_nb.model import load_backbone
 from boolq_nb.train import BoolQTrainer, TrainConfig, training_arguments
@@ -64,6 +69,13 @@ class BatchShapes(TrainerCallback):
         return batch
 
 
+def warm_up(model, dataset, collator, batch_size):
+    "One untimed forward and backward pass, so the first timed run does not pay alone for one-off start-up costs."
+    batch = collator([dataset[i] for i in range(batch_size)])
+    model(**batch).loss.backward()
+    model.zero_grad()
+
+
 def run(name, trainer_cls, args, model, train_dataset, collator, steps, batch_size):
     shapes = BatchShapes(collator)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, data_collator=shapes)
@@ -78,6 +90,38 @@ def run(name, trainer_cls, args, model, train_dataset, collator, steps, batch_si
             "achieved_gflops": round(flops / seconds / 1e9, 2)}
 
 
+# Profiler event names (substrings) -> where the time goes; the first match wins, unmatched time is "other".
+PROFILE_GROUPS = {
+    "data loading and collation": ("DataLoader", "collat"),
+    "optimizer (AdamW)": ("Optimizer.", "adamw", "_foreach_", "zero_grad"),
+    "attention (scaled dot product)": ("scaled_dot_product", "_softmax", "bmm"),
+    "matrix products (linear layers)": ("addmm", "aten::mm", "matmul", "linear"),
+    "embeddings": ("embedding",),
+    "normalisation, activations, dropout": ("layer_norm", "gelu", "dropout", "native_dropout", "tanh", "bernoulli"),
+    "elementwise and copies": ("aten::add", "aten::mul", "aten::div", "copy_", "aten::sum", "aten::fill_",
+                               "aten::clone", "aten::to", "aten::contiguous", "cat"),
+}
+
+
+def profile_steps(trainer_cls, args, model, train_dataset, collator, steps):
+    "Self CPU time of `steps` training steps grouped by PROFILE_GROUPS, and the profiler's top-operator table."
+    from torch.profiler import ProfilerActivity, profile
+    args.max_steps = steps
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, data_collator=collator)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.train()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    groups = dict.fromkeys([*PROFILE_GROUPS, "other"], 0.0)
+    for event in events:
+        name = event.key.lower()
+        group = next((g for g, keys in PROFILE_GROUPS.items() if any(k.lower() in name for k in keys)), "other")
+        groups[group] += event.self_cpu_time_total
+    shares = {g: round(t / total, 3) for g, t in sorted(groups.items(), key=lambda kv: -kv[1])}
+    return {"steps": steps, "self_cpu_seconds": round(total / 1e6, 2), "share_by_group": shares}, \
+        events.table(sort_by="self_cpu_time_total", row_limit=30)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="minilm")
@@ -86,6 +130,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--out", default="bench/results/train_speed.json")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile N steps of the project's path (0: no profile)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -105,23 +151,37 @@ def main(argv=None):
         baseline_args = TrainingArguments(output_dir=f"{scratch}/baseline", per_device_train_batch_size=args.batch_size,
                                           max_steps=args.steps, report_to="none", save_strategy="no",
                                           logging_strategy="no", disable_tqdm=True, seed=0)
+        warm_up(model, padded, DataCollatorWithPadding(tokenizer), args.batch_size)
         results.append(run("baseline: Trainer defaults, padded to max_length", Trainer, baseline_args, model, padded,
                            DataCollatorWithPadding(tokenizer), args.steps, args.batch_size))
         print(results[-1], flush=True)
 
-        # The project's path: the very TrainingArguments and Trainer subclass boolq_nb.train uses.
-        model, tokenizer = load_backbone(args.backbone)
+        # The project's path: the very TrainingArguments and Trainer subclass boolq_nb.train uses, with the
+        # backbone's attention dropout (as the reported runs) and without it (`attention_dropout: 0`), which lets
+        # PyTorch run its fused attention kernel in training.
         config = TrainConfig(run_name="bench", backbone=args.backbone, max_length=args.max_length, use_title=True,
                              batch_size=args.batch_size, report_to="none", output_dir=scratch, model_dir=scratch)
         project_args = training_arguments(config)
         project_args.max_steps, project_args.eval_strategy, project_args.save_strategy = args.steps, "no", "no"
         project_args.load_best_model_at_end, project_args.logging_strategy = False, "no"
         encoded = tokenize_boolq(data, tokenizer, args.max_length, use_title=True)
-        results.append(run("project: boolq_nb.train (dynamic padding, length grouping)", BoolQTrainer, project_args,
-                           model, encoded, make_collator(tokenizer), args.steps, args.batch_size))
-        print(results[-1], flush=True)
+        profiles, tables = {}, []
+        for name, attention_dropout in [("project: boolq_nb.train (dynamic padding, length grouping)", None),
+                                        ("project, attention_dropout 0 (fused attention kernel)", 0.0)]:
+            model, tokenizer = load_backbone(args.backbone, attention_dropout=attention_dropout)
+            project_args.max_steps = args.steps
+            results.append(run(name, BoolQTrainer, project_args, model, encoded, make_collator(tokenizer),
+                               args.steps, args.batch_size))
+            print(results[-1], flush=True)
+            if args.profile:
+                profiles[name], table = profile_steps(BoolQTrainer, project_args, model, encoded,
+                                                      make_collator(tokenizer), args.profile)
+                tables.append(f"{name}: {args.profile} steps\n{table}\n")
+                print(json.dumps(profiles[name], indent=1), flush=True)
+        if tables:
+            atomic_write_text(Path(args.out).with_suffix(".profile.txt"), "\n".join(tables))
 
-    baseline, project = results
+    baseline, project, fused = results
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
               "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "peak_gflops": round(peak, 1),
@@ -129,7 +189,11 @@ def main(argv=None):
               "speedup": round(project["examples_per_s"] / baseline["examples_per_s"], 2),
               "achieved_gflops": project["achieved_gflops"],
               "achieved_share_of_peak": round(project["achieved_gflops"] / peak, 3),
-              "baseline_achieved_gflops": baseline["achieved_gflops"], "runs": results,
+              "baseline_achieved_gflops": baseline["achieved_gflops"],
+              "no_attention_dropout_examples_per_s": fused["examples_per_s"],
+              "no_attention_dropout_speedup": round(fused["examples_per_s"] / baseline["examples_per_s"], 2),
+              "no_attention_dropout_achieved_gflops": fused["achieved_gflops"],
+              "runs": results, "profile": profiles or None,
               "command": "python " + " ".join(sys.argv)}
     atomic_write_json(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))

