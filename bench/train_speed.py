@@ -97,7 +97,7 @@ PROFILE_GROUPS = {
     "attention (scaled dot product)": ("scaled_dot_product", "_softmax", "bmm"),
     "matrix products (linear layers)": ("addmm", "aten::mm", "matmul", "linear"),
     "embeddings": ("embedding",),
-    "normalisation, activations, dropout": ("layer_norm", "gelu", "dropout", "native_dropout", "tanh", "bernoulli"),
+    "normalisation, activations, dropout": ("layer_norm", "gelu", "dropout", "tanh", "bernoulli"),
     "elementwise and copies": ("aten::add", "aten::mul", "aten::div", "copy_", "aten::sum", "aten::fill_",
                                "aten::clone", "aten::to", "aten::contiguous", "cat"),
 }
@@ -131,7 +131,7 @@ def main(argv=None):
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--out", default="bench/results/train_speed.json")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="also profile N steps of the project's path (0: no profile)")
+                        help="also profile N steps of each project run (0: no profile)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
