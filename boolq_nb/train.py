@@ -33,11 +33,11 @@ from .model import YesNoModel, load_backbone
 logger = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['logger', 'COLLAPSE_SHARE', 'coerce_param', 'TrainConfig', 'load_param_file', 'classification_metrics',
-           'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments', 'last_complete_checkpoint',
-           'new_figure', 'save_figure', 'plot_learning_curves', 'plot_confusion_matrix', 'calibration_bins',
-           'expected_calibration_error', 'plot_reliability', 'TrainResult', 'train', 'error_analysis',
-           'add_config_arguments', 'build_parser', 'main']
+__all__ = ['logger', 'COLLAPSE_SHARE', 'SEED_SUMMARY_METRICS', 'coerce_param', 'TrainConfig', 'load_param_file',
+           'classification_metrics', 'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
+           'last_complete_checkpoint', 'new_figure', 'save_figure', 'plot_learning_curves', 'plot_confusion_matrix',
+           'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'TrainResult', 'train',
+           'error_analysis', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -460,6 +460,47 @@ def error_analysis(questions: list[str], passages: list[str], labels, probabilit
     return {"by_question_type": table("question_type"), "by_passage_length": table("passage_words"),
             "confident_mistakes": mistakes.sort_values("confidence", ascending=False)
                                           .head(n_examples)[["question", "label", "p_yes", "passage"]]}
+
+# %% ../nbs/03_train.ipynb
+SEED_SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "ece")
+_SEED_IRRELEVANT = _RESUME_IRRELEVANT | {"run_name", "seed"}
+
+def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...] = SEED_SUMMARY_METRICS) -> dict:
+    "Mean, sample standard deviation, min and max of each metric over runs (`metrics.json`) that differ only in seed."
+    if len(metrics_files) < 2:
+        raise ValueError(f"a spread needs at least two runs, got {len(metrics_files)}")
+    defaults = asdict(TrainConfig(run_name="defaults"))
+    seeds, settings, runs = [], [], []
+    for path in map(Path, metrics_files):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a readable metrics file ({e})") from e
+        missing = [k for k in ("parameters", *keys) if k not in metrics]
+        if missing:
+            raise ValueError(f"{path}: no {', '.join(missing)}")
+        parameters = {**defaults, **metrics["parameters"]}
+        seeds.append(parameters["seed"])
+        settings.append({**{k: v for k, v in parameters.items() if k not in _SEED_IRRELEVANT},
+                         **{f"resolved_{k}": metrics.get(k) for k in ("data_source", "n_train", "n_eval")}})
+        runs.append(metrics)
+    differing = sorted(k for k in settings[0] if any(s.get(k) != settings[0][k] for s in settings[1:]))
+    if differing:
+        raise ValueError(f"these runs differ in more than the seed: {', '.join(differing)}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"the same seed twice among {seeds}")
+    summary = {"runs": [str(p) for p in metrics_files], "seeds": seeds, "settings": settings[0]}
+    for key in keys:
+        values = np.array([m[key] for m in runs], dtype=float)
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)),
+                        "min": float(values.min()), "max": float(values.max()), "values": values.tolist()}
+    return summary
+
+def write_seed_summary(path: str | os.PathLike, metrics_files: list[str | os.PathLike]) -> dict:
+    "`summarize_seeds`, written atomically to `path` as JSON."
+    summary = summarize_seeds(metrics_files)
+    atomic_write_json(Path(path), summary)
+    return summary
 
 # %% ../nbs/03_train.ipynb
 def add_config_arguments(parser: argparse.ArgumentParser, config_class) -> argparse.ArgumentParser:

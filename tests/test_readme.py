@@ -25,3 +25,15 @@ def test_results_table_matches_runs():
         metrics = json.loads((ROOT/"runs"/run/"metrics.json").read_text())
         accuracy = f"{100 * metrics['accuracy']:.1f} %"
         assert accuracy in row, f"README row for {run} should show accuracy {accuracy}: {row}"
+
+
+def test_seed_summaries_match_their_runs():
+    "Each runs/*-seeds.json is what summarize_seeds gives for the runs it lists, and the README quotes its mean."
+    from boolq_nb.train import summarize_seeds
+    readme = (ROOT/"README.md").read_text()
+    for path in sorted((ROOT/"runs").glob("*-seeds.json")):
+        saved = json.loads(path.read_text())
+        assert summarize_seeds([ROOT/p for p in saved["runs"]]) == {**saved, "runs": [str(ROOT/p) for p in saved["runs"]]}
+        accuracy = saved["accuracy"]
+        quoted = f"{100 * accuracy['mean']:.1f} ± {100 * accuracy['std']:.1f} %"
+        assert quoted in readme, f"README should quote {path.name}'s accuracy as {quoted}"
