@@ -65,6 +65,7 @@ class TuneConfig:
     sampler_seed: int | None = 42
     pruner: str = "median"
     pruner_startup_trials: int = 2
+    pruner_warmup_epochs: int = 1
     learning_rate_min: float = 1e-5
     learning_rate_max: float = 1e-4
     batch_sizes: str = "8,16,32"
@@ -93,6 +94,7 @@ class TuneConfig:
             (self.timeout is None or self.timeout > 0, "timeout", "positive or None"),
             (self.pruner in _PRUNERS, "pruner", f"one of {list(_PRUNERS)}"),
             (self.pruner_startup_trials >= 0, "pruner_startup_trials", "non-negative"),
+            (self.pruner_warmup_epochs >= 0, "pruner_warmup_epochs", "non-negative"),
             (0 < self.learning_rate_min <= self.learning_rate_max, "learning_rate_min/learning_rate_max",
              "positive with min <= max"),
             (bool(self.batch_size_choices) and min(self.batch_size_choices) >= 1, "batch_sizes",
@@ -279,10 +281,14 @@ def _count(study: optuna.Study, states) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 def _make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    # Steps are epochs, counted from 1 (optuna prunes from step n_warmup_steps on). The warm-up exists because of a
+    # measurement (runs/tune-minilm): every trial still answered "yes" to everything after its first epoch, so all
+    # tied and an epoch-1 comparison decided nothing.
     if config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials,
+                                           n_warmup_steps=config.pruner_warmup_epochs + 1)
     if config.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.pruner_warmup_epochs + 1, reduction_factor=2)
     return optuna.pruners.NopPruner()
 
 def _make_sampler(config: TuneConfig, seed: int | None) -> optuna.samplers.BaseSampler:
