@@ -20,16 +20,18 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
-from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
+from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .data import LABEL_NAMES, atomic_directory, atomic_write_json
 from .features import encode_pairs, make_collator
 
 # %% auto 0
-__all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
+__all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'POOLINGS', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
            'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts', 'assembled_model_dir',
-           'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone', 'YesNoPrediction', 'YesNoModel']
+           'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone',
+           'YesNoPrediction', 'YesNoModel']
 
 # %% ../nbs/02_model.ipynb
 DEFAULT_BACKBONE = "roberta-base"
@@ -128,6 +130,45 @@ def assembled_model_dir(alias: str) -> Path:
     return join_parts(archive_parts(archive), archive.sha256, destination, archive.folder)
 
 # %% ../nbs/02_model.ipynb
+POOLINGS = ("cls", "mean")
+
+class MeanPoolingClassifier(PreTrainedModel):
+    "An encoder whose token states, averaged over the real (not padding) tokens, feed a linear classifier."
+    base_model_prefix = "encoder"
+    # The encoder shares this model's config, which names its attention kernel (sdpa by default); transformers
+    # refuses a kernel the outer class does not declare, so declare what the encoders here support.
+    _supports_sdpa = _supports_flash_attn = _supports_attention_backend = True
+
+    def __init__(self, config, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(config)
+        self.dropout = torch.nn.Dropout(getattr(config, "hidden_dropout_prob", 0.1))
+        self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if module is getattr(self, "classifier", None):  # only the new head: the encoder is pretrained
+            torch.nn.init.normal_(module.weight, std=self.config.initializer_range)
+            torch.nn.init.zeros_(module.bias)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None, **inputs):
+        inputs = {k: v for k, v in inputs.items() if v is not None}  # MPNet takes no token_type_ids
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           output_hidden_states=output_hidden_states, **inputs)
+        states = out.last_hidden_state
+        mask = (torch.ones(states.shape[:2], device=states.device) if attention_mask is None
+                else attention_mask).unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        logits = self.classifier(self.dropout(pooled))
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "MeanPoolingClassifier":
+        "Load a model saved with `save_pretrained` (its config.json is the encoder's)."
+        return cls.from_pretrained(directory, config=AutoConfig.from_pretrained(directory))
+
+# %% ../nbs/02_model.ipynb
 def resolve_backbone(name: str) -> str:
     "A local folder for an offline alias or an existing path, else `name` unchanged (a hub id)."
     if name in OFFLINE_PACKAGES:
@@ -162,14 +203,21 @@ class Backbone(NamedTuple):
 
 _ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT/RoBERTa/MPNet, DistilBERT/BART
 
-def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_dropout: float | None = None) -> Backbone:
+def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_dropout: float | None = None,
+                  pooling: str = "cls") -> Backbone:
     """A pretrained encoder with a fresh `num_labels`-way classification head, and its tokenizer.
 
     `attention_dropout` replaces the backbone's dropout on attention weights (None keeps it). At 0, PyTorch's
-    fused attention kernel runs in training too (with dropout it falls back to the unfused "math" kernel)."""
+    fused attention kernel runs in training too (with dropout it falls back to the unfused "math" kernel).
+    `pooling`: "cls" puts the architecture's own head on the first token (`AutoModelForSequenceClassification`),
+    "mean" a linear head on the average of all token states (`MeanPoolingClassifier`)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     source = resolve_backbone(name)
     tokenizer = load_tokenizer(name)
     labels = dict(enumerate(LABEL_NAMES)) if num_labels == 2 else None
+    label_settings = dict(num_labels=num_labels, id2label=labels,
+                          label2id={v: k for k, v in labels.items()} if labels else None)
     try:
         overrides = {}
         if attention_dropout is not None:
@@ -179,9 +227,11 @@ def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_d
                 raise ValueError(f"backbone '{name}' ({config.model_type}) has no attention dropout setting "
                                  f"({' or '.join(_ATTENTION_DROPOUT_KEYS)}); leave attention_dropout at None")
             overrides[key] = attention_dropout
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()} if labels else None,
-            **overrides)
+        if pooling == "mean":
+            encoder = AutoModel.from_pretrained(source, **label_settings, **overrides)
+            model = MeanPoolingClassifier(encoder.config, encoder)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(source, **label_settings, **overrides)
     except OSError as e:
         raise _offline_hint(name, e) from e
     return Backbone(model, tokenizer)
@@ -213,10 +263,15 @@ class YesNoModel:
         self.info = dict(info or {})
         self._collate = make_collator(tokenizer)
 
+    @property
+    def pooling(self) -> str:
+        return "mean" if isinstance(self.model, MeanPoolingClassifier) else "cls"
+
     @classmethod
-    def from_backbone(cls, name: str = DEFAULT_BACKBONE, max_length: int = 256, use_title: bool = False, **kwargs):
+    def from_backbone(cls, name: str = DEFAULT_BACKBONE, max_length: int = 256, use_title: bool = False,
+                      pooling: str = "cls", **kwargs):
         "An untrained yes/no model on a pretrained backbone."
-        model, tokenizer = load_backbone(name)
+        model, tokenizer = load_backbone(name, pooling=pooling)
         return cls(model, tokenizer, max_length, use_title, info={"backbone": name}, **kwargs)
 
     def batches(self, questions: list[str], passages: list[str], titles: list[str] | None = None,
@@ -256,7 +311,8 @@ class YesNoModel:
             self.model.save_pretrained(staging)
             self.tokenizer.save_pretrained(staging)
             atomic_write_json(staging/MODEL_INFO_FILE, {"max_length": self.max_length, "use_title": self.use_title,
-                                                        "label_names": list(LABEL_NAMES), **self.info})
+                                                        "pooling": self.pooling, "label_names": list(LABEL_NAMES),
+                                                        **self.info})
         return Path(directory)
 
     @classmethod
@@ -268,7 +324,11 @@ class YesNoModel:
             raise FileNotFoundError(f"{directory}: not a boolq_nb model folder (no {MODEL_INFO_FILE}); "
                                     "for a plain pretrained model use load_backbone()")
         info = json.loads(info_path.read_text())
-        model = AutoModelForSequenceClassification.from_pretrained(directory)
+        pooling = info.pop("pooling", "cls")  # models saved before pooling was a choice used the first token
+        if pooling not in POOLINGS:
+            raise ValueError(f"{info_path}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        model = (MeanPoolingClassifier.load(directory) if pooling == "mean"
+                 else AutoModelForSequenceClassification.from_pretrained(directory))
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(model, tokenizer, max_length=info.pop("max_length"), use_title=info.pop("use_title"),
                    info=info, device=device)
@@ -276,4 +336,5 @@ class YesNoModel:
     def __repr__(self):
         n_params = sum(p.numel() for p in self.model.parameters())
         return (f"YesNoModel({self.model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
-                f"max_length={self.max_length}, use_title={self.use_title}, device={self.device})")
+                f"pooling={self.pooling}, max_length={self.max_length}, use_title={self.use_title}, "
+                f"device={self.device})")

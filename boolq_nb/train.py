@@ -28,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .data import LABEL_NAMES, atomic_path, atomic_write_json, atomic_write_text, load_boolq, resolve_source
 from .features import make_collator, tokenize_boolq
-from .model import YesNoModel, load_backbone
+from .model import POOLINGS, YesNoModel, load_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     attention_dropout: float | None = None
+    pooling: str = "cls"
     seed: int = 42
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -106,6 +107,7 @@ class TrainConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", "non-negative"),
             (self.attention_dropout is None or 0 <= self.attention_dropout < 1, "attention_dropout", "in [0, 1) or None"),
+            (self.pooling in POOLINGS, "pooling", f"one of {', '.join(POOLINGS)}"),
             (all(n is None or n >= 1 for n in (self.max_train_samples, self.max_eval_samples)),
              "max_train_samples/max_eval_samples", "at least 1 or None"),
             (self.early_stopping_patience >= 0, "early_stopping_patience", "non-negative"),
@@ -271,9 +273,10 @@ def _check_resumable(config: TrainConfig) -> str | None:
     if last is None:
         return None
     if saved_path.is_file():
-        saved = json.loads(saved_path.read_text())
+        # Settings a checkpoint predates (an older run has no `pooling`) count as their defaults.
+        saved = {**asdict(TrainConfig(run_name=config.run_name)), **json.loads(saved_path.read_text())}
         now = asdict(config)
-        changed = sorted(k for k in now if k not in _RESUME_IRRELEVANT and saved.get(k) != now[k])
+        changed = sorted(k for k in now if k not in _RESUME_IRRELEVANT and saved[k] != now[k])
         if changed:
             raise ValueError(f"{config.checkpoint_dir} holds a run with other settings ({', '.join(changed)} differ); "
                              "use another run_name, or resume=False to start over")
@@ -376,7 +379,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     set_seed(config.seed)
 
     data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed)
-    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout)
+    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
     encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
     eval_order = np.argsort(encoded["validation"]["length"], kind="stable")
     eval_sorted = encoded["validation"].select(eval_order)

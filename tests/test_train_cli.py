@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
@@ -82,3 +83,23 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_assets, tmp_path):
     changed = args + ["--seed", "7"]
     proc = run_cli(changed, cwd=tmp_path)
     assert proc.returncode != 0 and "seed" in proc.stderr and "differ" in proc.stderr
+
+
+def test_mean_pooling_trains_saves_and_answers_the_same_on_every_backend(tiny_assets, tmp_path):
+    from boolq_nb.data import load_boolq
+    from boolq_nb.serve import load_model
+    proc = run_cli([*_tiny_args(tiny_assets, tmp_path, "mean", 6), "--pooling", "mean"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path/"runs"/"mean"/"metrics.json").read_text())
+    assert metrics["parameters"]["pooling"] == "mean"
+    assert metrics["accuracy"] > metrics["majority_baseline"] + 0.1, metrics  # the new head learns, not just runs
+    model_dir = tmp_path/"models"/"mean"/"model"
+    assert json.loads((model_dir/"boolq_nb.json").read_text())["pooling"] == "mean"
+    validation = load_boolq(str(tiny_assets["data"]))["validation"]
+    recorded = [json.loads(line)["probability_yes"]
+                for line in (tmp_path/"runs"/"mean"/"predictions.jsonl").read_text().splitlines()]
+    for backend in ("torch", "onnx"):
+        model = load_model(model_dir, backend=backend)
+        assert model.pooling == "mean"
+        probabilities, _ = model.predict_proba(validation["question"], validation["passage"], validation["title"])
+        np.testing.assert_allclose(probabilities, recorded, atol=1e-3, err_msg=backend)
