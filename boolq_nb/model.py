@@ -30,7 +30,7 @@ from .features import encode_pairs, make_collator
 # %% auto 0
 __all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'POOLINGS', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
            'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts', 'assembled_model_dir',
-           'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone',
+           'check_pooling', 'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone',
            'YesNoPrediction', 'YesNoModel']
 
 # %% ../nbs/02_model.ipynb
@@ -132,6 +132,12 @@ def assembled_model_dir(alias: str) -> Path:
 # %% ../nbs/02_model.ipynb
 POOLINGS = ("cls", "mean")
 
+def check_pooling(pooling: str, where: str = "") -> str:
+    "`pooling` if it is one of `POOLINGS`, else a ValueError that names it (and `where` it came from)."
+    if pooling not in POOLINGS:
+        raise ValueError(f"{where + ': ' if where else ''}pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling
+
 class MeanPoolingClassifier(PreTrainedModel):
     "An encoder whose token states, averaged over the real (not padding) tokens, feed a linear classifier."
     base_model_prefix = "encoder"
@@ -211,8 +217,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_d
     fused attention kernel runs in training too (with dropout it falls back to the unfused "math" kernel).
     `pooling`: "cls" puts the architecture's own head on the first token (`AutoModelForSequenceClassification`),
     "mean" a linear head on the average of all token states (`MeanPoolingClassifier`)."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    check_pooling(pooling)
     source = resolve_backbone(name)
     tokenizer = load_tokenizer(name)
     labels = dict(enumerate(LABEL_NAMES)) if num_labels == 2 else None
@@ -325,8 +330,7 @@ class YesNoModel:
                                     "for a plain pretrained model use load_backbone()")
         info = json.loads(info_path.read_text())
         pooling = info.pop("pooling", "cls")  # models saved before pooling was a choice used the first token
-        if pooling not in POOLINGS:
-            raise ValueError(f"{info_path}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        check_pooling(pooling, str(info_path))
         model = (MeanPoolingClassifier.load(directory) if pooling == "mean"
                  else AutoModelForSequenceClassification.from_pretrained(directory))
         tokenizer = AutoTokenizer.from_pretrained(directory)

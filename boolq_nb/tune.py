@@ -57,6 +57,7 @@ class TuneConfig:
     max_eval_samples: int | None = None
     max_length: int = 256
     use_title: bool = True
+    pooling: str = "cls"
     seed: int = 42
     eval_batch_size: int = 64
     n_trials: int = 20
@@ -138,7 +139,7 @@ class TuneConfig:
         "The `TrainConfig` of the trial `run_name` with searched `params`."
         fixed = dict(
             run_name=run_name, backbone=self.backbone, data_source=self.data_source, max_length=self.max_length,
-            use_title=self.use_title, seed=self.seed, eval_batch_size=self.eval_batch_size,
+            use_title=self.use_title, pooling=self.pooling, seed=self.seed, eval_batch_size=self.eval_batch_size,
             max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
             output_dir=str(self.study_dir/"trials"), model_dir=str(Path(self.model_dir)/self.study_name/"trials"),
             report_to=self.report_to, wandb_project=self.wandb_project, resume=False)
@@ -146,8 +147,8 @@ class TuneConfig:
 
     def study_settings(self) -> dict:
         "What every worker of one study must agree on: data, backbone and search space."
-        names = ("backbone", "data_source", "max_train_samples", "max_eval_samples", "max_length", "use_title", "seed",
-                 "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes", "epochs_min", "epochs_max",
+        names = ("backbone", "data_source", "max_train_samples", "max_eval_samples", "max_length", "use_title", "pooling",
+                 "seed", "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes", "epochs_min", "epochs_max",
                  "warmup_ratio_max", "weight_decay_max", "max_lengths")
         return {n: getattr(self, n) for n in names}
 
@@ -309,6 +310,10 @@ def open_study(config: TuneConfig) -> optuna.Study:
         study = optuna.load_study(study_name=config.study_name, storage=storage,
                                   sampler=_make_sampler(config, seed), pruner=_make_pruner(config))
         saved = study.user_attrs.get("settings")
+        if saved is not None:
+            # Settings a study predates (one made before `pooling` existed) count as their defaults.
+            defaults = {f.name: f.default for f in fields(TuneConfig)}
+            saved = {**{k: defaults[k] for k in settings if k not in saved}, **saved}
         if saved is not None and saved != settings:
             differ = sorted(k for k in settings if saved.get(k) != settings[k])
             raise ValueError(f"study '{config.study_name}' in {_redacted(config.storage_url)} was created with other "
@@ -433,8 +438,8 @@ def best_param_file(study: optuna.Study, config: TuneConfig, path: str | os.Path
     "Write the best trial's full training settings as a `03_train` parameter file, checked by `load_param_file`."
     best = study.best_trial
     trial_config = config.train_config(f"{config.study_name}-best", best.params)
-    keep = ("run_name", "backbone", "data_source", "max_length", "use_title", "learning_rate", "batch_size", "epochs",
-            "warmup_ratio", "weight_decay", "seed", "max_train_samples", "max_eval_samples")
+    keep = ("run_name", "backbone", "data_source", "max_length", "use_title", "pooling", "learning_rate", "batch_size",
+            "epochs", "warmup_ratio", "weight_decay", "seed", "max_train_samples", "max_eval_samples")
     params = {k: getattr(trial_config, k) for k in keep}
     header = (f"# Best trial ({best.number}) of study '{config.study_name}': validation accuracy {best.value:.4f}.\n"
               f"# papermill nbs/03_train.ipynb runs/{config.study_name}-best.ipynb -f {path}\n")
