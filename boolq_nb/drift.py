@@ -26,7 +26,7 @@ import torchdrift
 from torchdrift.detectors import KernelMMDDriftDetector
 
 from .data import BoolQDataError, iter_jsonl_objects, raise_line_problems, text_field_problem, atomic_directory, atomic_write_json, load_boolq, take_subset
-from .model import YesNoModel
+from .model import YesNoModel, probability_yes
 
 # %% auto 0
 __all__ = ['POOLINGS', 'MONITOR_FILE', 'REFERENCE_FILE', 'MONITOR_FORMAT', 'TORCHDRIFT_VERSION', 'SHIFTS', 'PairFeatures',
@@ -73,7 +73,7 @@ def pair_features(model: YesNoModel, questions: list[str], passages: list[str], 
         else:
             pooled = last[:, 0]
         features[torch.as_tensor(idx)] = pooled.cpu()
-        probs[idx] = torch.softmax(out.logits.float(), dim=-1)[:, 1].cpu().numpy()
+        probs[idx] = probability_yes(out.logits, model.temperature)
     return PairFeatures(features, probs)
 
 # %% ../nbs/05_drift.ipynb

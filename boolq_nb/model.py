@@ -31,7 +31,7 @@ from .features import encode_pairs, make_collator
 __all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'POOLINGS', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
            'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts', 'assembled_model_dir',
            'check_pooling', 'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone',
-           'YesNoPrediction', 'YesNoModel']
+           'YesNoPrediction', 'probability_yes', 'check_temperature', 'YesNoModel']
 
 # %% ../nbs/02_model.ipynb
 DEFAULT_BACKBONE = "roberta-base"
@@ -254,6 +254,20 @@ class YesNoPrediction:
 
 MODEL_INFO_FILE = "boolq_nb.json"
 
+def probability_yes(logits, temperature: float = 1.0) -> np.ndarray:
+    "P(yes) from two-way (no, yes) logits, a tensor or an array: softmax(logits / temperature)[..., 1]."
+    if isinstance(logits, torch.Tensor):
+        logits = logits.detach().float().cpu().numpy()
+    logits = np.asarray(logits, dtype=np.float64)
+    margin = (logits[..., 1] - logits[..., 0]) / temperature
+    return 0.5 * (1 + np.tanh(margin / 2))  # the logistic function, without overflow at large margins
+
+def check_temperature(temperature, where: str = "") -> float:
+    "`temperature` as a float if it is a positive finite number, else a ValueError that names it (and `where`)."
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"{where + ': ' if where else ''}temperature must be a positive number, got {temperature!r}")
+    return float(temperature)
+
 def _best_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -261,7 +275,9 @@ class YesNoModel:
     "A fine-tuned (or fresh) classifier with its tokenizer and encoding settings."
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
-                 use_title: bool = False, info: dict | None = None, device: str | torch.device | None = None):
+                 use_title: bool = False, info: dict | None = None, device: str | torch.device | None = None,
+                 temperature: float = 1.0):
+        self.temperature = check_temperature(temperature)  # divides the logits: >1 softens overconfident answers
         self.device = torch.device(device) if device is not None else _best_device()
         self.model = model.to(self.device).eval()
         self.tokenizer, self.max_length, self.use_title = tokenizer, max_length, use_title
@@ -296,8 +312,7 @@ class YesNoModel:
         "P(yes) for each pair, and whether each passage was truncated."
         probs, truncated = np.zeros(len(questions)), np.zeros(len(questions), dtype=bool)
         for idx, batch, cut in self.batches(questions, passages, titles, batch_size):
-            logits = self.model(**batch).logits.float()
-            probs[idx] = torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
+            probs[idx] = probability_yes(self.model(**batch).logits, self.temperature)
             truncated[idx] = cut
         return probs, truncated
 
@@ -316,8 +331,8 @@ class YesNoModel:
             self.model.save_pretrained(staging)
             self.tokenizer.save_pretrained(staging)
             atomic_write_json(staging/MODEL_INFO_FILE, {"max_length": self.max_length, "use_title": self.use_title,
-                                                        "pooling": self.pooling, "label_names": list(LABEL_NAMES),
-                                                        **self.info})
+                                                        "pooling": self.pooling, "temperature": self.temperature,
+                                                        "label_names": list(LABEL_NAMES), **self.info})
         return Path(directory)
 
     @classmethod
@@ -331,14 +346,15 @@ class YesNoModel:
         info = json.loads(info_path.read_text())
         pooling = info.pop("pooling", "cls")  # models saved before pooling was a choice used the first token
         check_pooling(pooling, str(info_path))
+        temperature = check_temperature(info.pop("temperature", 1.0), str(info_path))  # older folders: plain softmax
         model = (MeanPoolingClassifier.load(directory) if pooling == "mean"
                  else AutoModelForSequenceClassification.from_pretrained(directory))
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(model, tokenizer, max_length=info.pop("max_length"), use_title=info.pop("use_title"),
-                   info=info, device=device)
+                   info=info, device=device, temperature=temperature)
 
     def __repr__(self):
         n_params = sum(p.numel() for p in self.model.parameters())
         return (f"YesNoModel({self.model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
                 f"pooling={self.pooling}, max_length={self.max_length}, use_title={self.use_title}, "
-                f"device={self.device})")
+                f"temperature={self.temperature:.3g}, device={self.device})")

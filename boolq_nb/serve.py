@@ -136,7 +136,8 @@ class OnnxYesNoModel(bq_model.YesNoModel):
     "A `YesNoModel` whose forward pass runs in ONNX Runtime (encoding and batching unchanged)."
     def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike):
         import onnxruntime
-        super().__init__(base.model, base.tokenizer, base.max_length, base.use_title, base.info, device="cpu")
+        super().__init__(base.model, base.tokenizer, base.max_length, base.use_title, base.info, device="cpu",
+                         temperature=base.temperature)
         self.onnx_file = Path(onnx_file)
         self.session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
@@ -146,8 +147,7 @@ class OnnxYesNoModel(bq_model.YesNoModel):
         probs, truncated = np.zeros(len(questions)), np.zeros(len(questions), dtype=bool)
         for idx, batch, cut in self.batches(questions, passages, titles, batch_size):
             logits = self.session.run(["logits"], {k: v.numpy() for k, v in batch.items() if k in self.input_names})[0]
-            logits = logits - logits.max(axis=1, keepdims=True)  # a stable softmax
-            probs[idx] = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+            probs[idx] = bq_model.probability_yes(logits, self.temperature)
             truncated[idx] = cut
         return probs, truncated
 

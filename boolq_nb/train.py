@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,9 +27,10 @@ from transformers import (EarlyStoppingCallback, EvalPrediction, Trainer, Traine
                           set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import LABEL_NAMES, atomic_path, atomic_write_json, atomic_write_text, load_boolq, resolve_source
+from .data import (LABEL_NAMES, atomic_path, atomic_write_json, atomic_write_text, iter_jsonl_objects,
+                           load_boolq, raise_line_problems, resolve_source)
 from .features import make_collator, tokenize_boolq
-from .model import POOLINGS, YesNoModel, load_backbone
+from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,10 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'COLLAPSE_SHARE', 'SEED_SUMMARY_METRICS', 'coerce_param', 'TrainConfig', 'load_param_file',
            'classification_metrics', 'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
            'last_complete_checkpoint', 'new_figure', 'save_figure', 'plot_learning_curves', 'plot_confusion_matrix',
-           'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'TrainResult', 'train',
-           'error_analysis', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
+           'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'fit_temperature',
+           'rescale_probabilities', 'TemperatureScaling', 'temperature_scaling', 'read_predictions',
+           'calibration_summary', 'write_calibration_summary', 'TrainResult', 'train', 'error_analysis',
+           'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -189,11 +193,6 @@ def collapse_warning(metrics: dict) -> str | None:
             "Try a lower learning rate, more warmup, more epochs or another seed.")
 
 # %% ../nbs/03_train.ipynb
-def _probabilities_yes(logits: np.ndarray) -> np.ndarray:
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(logits)
-    return exp[:, 1] / exp.sum(axis=-1)
-
 _SCALAR_METRICS = ("accuracy", "f1", "macro_f1", "majority_baseline", "predicted_yes_rate")
 
 class EvalRecorder(TrainerCallback):
@@ -205,7 +204,7 @@ class EvalRecorder(TrainerCallback):
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        self._pending = _probabilities_yes(np.asarray(logits, dtype=np.float64))
+        self._pending = probability_yes(logits)
         m = classification_metrics(prediction.label_ids, self._pending >= 0.5)
         return {**{k: m[k] for k in _SCALAR_METRICS},
                 "recall_yes": m["per_class"]["yes"]["recall"], "recall_no": m["per_class"]["no"]["recall"]}
@@ -340,20 +339,111 @@ def expected_calibration_error(labels, probabilities_yes, n_bins: int = 10) -> f
     total = sum(b["n"] for b in bins)
     return float(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / total)
 
-def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins: int = 10, title: str = "") -> Path:
-    "Reliability diagram (accuracy against confidence per bin, bar width ~ share of examples) with the ECE."
+def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins: int = 10, title: str = "",
+                     scaled=None) -> Path:
+    """Reliability diagram (accuracy against confidence per bin, bar width ~ share of examples) with the ECE;
+    `scaled`: the same predictions after temperature scaling, drawn as a second curve."""
     bins = calibration_bins(labels, probabilities_yes, n_bins)
     ece = expected_calibration_error(labels, probabilities_yes, n_bins)
     fig = new_figure(4.6, 4.2)
     ax = fig.subplots()
     ax.plot([0.5, 1], [0.5, 1], ":", color="grey", label="perfect calibration")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="model")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label=f"model (ECE {ece:.3f})")
+    if scaled is not None:
+        scaled_bins = calibration_bins(labels, scaled, n_bins)
+        ax.plot([b["confidence"] for b in scaled_bins], [b["accuracy"] for b in scaled_bins], "s--",
+                label=f"temperature-scaled (ECE {expected_calibration_error(labels, scaled, n_bins):.3f})")
     total = sum(b["n"] for b in bins)
     ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["n"] / total for b in bins], width=0.5 / n_bins,
            alpha=0.25, label="share of examples")
-    ax.set(xlim=(0.5, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title} ECE {ece:.3f}".strip())
+    ax.set(xlim=(0.5, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
     ax.legend(loc="upper left")
     return save_figure(fig, Path(path))
+
+# %% ../nbs/03_train.ipynb
+def _margins(probabilities_yes) -> np.ndarray:
+    "The logit margin (yes minus no) behind each P(yes); probabilities are clipped as predictions.jsonl rounds them."
+    p = np.clip(np.asarray(probabilities_yes, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+def fit_temperature(labels, probabilities_yes) -> float:
+    "The temperature (between e^-3 and e^3, 0.05 to 20) that minimises the log loss of `probabilities_yes` rescaled by it."
+    margins = torch.as_tensor(_margins(probabilities_yes))
+    targets = torch.as_tensor(np.asarray(labels, dtype=np.float64))
+    if margins.shape != targets.shape or len(margins) == 0:
+        raise ValueError(f"need one label per probability, got {len(targets)} labels and {len(margins)} probabilities")
+    # One parameter, convex in 1/T: L-BFGS (as in Guo et al.'s code) converges in a few steps. log T keeps T > 0;
+    # the clamp keeps a fold whose labels are all one class (unbounded optimum) finite.
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(margins / log_t.clamp(-3, 3).exp(), targets)
+        loss.backward()
+        return loss
+    optimizer.step(closure)
+    return float(log_t.detach().clamp(-3, 3).exp())
+
+def rescale_probabilities(probabilities_yes, temperature: float) -> np.ndarray:
+    "P(yes) as the same model would give it with its logits divided by `temperature`."
+    margins = _margins(probabilities_yes)
+    return probability_yes(np.stack([np.zeros_like(margins), margins], axis=-1), temperature)
+
+class TemperatureScaling(NamedTuple):
+    temperature: float          # fitted on all examples: the one to save with the model
+    cross_fitted: np.ndarray    # each example rescaled by the temperature fitted on the other folds
+    ece: float                  # ECE of `cross_fitted`: the calibration to expect on new data
+
+def temperature_scaling(labels, probabilities_yes, folds: int = 2, seed: int = 0) -> TemperatureScaling:
+    "Fit a temperature to (`labels`, `probabilities_yes`) and measure, by cross-fitting, the ECE it leaves."
+    labels, probabilities_yes = np.asarray(labels), np.asarray(probabilities_yes, dtype=np.float64)
+    if len(labels) < 2 * folds:
+        raise ValueError(f"cross-fitting over {folds} folds needs at least {2 * folds} examples, got {len(labels)}")
+    fold = np.random.default_rng(seed).permutation(len(labels)) % folds
+    cross_fitted = np.empty_like(probabilities_yes)
+    for k in range(folds):
+        rest = fold != k
+        cross_fitted[~rest] = rescale_probabilities(probabilities_yes[~rest],
+                                                    fit_temperature(labels[rest], probabilities_yes[rest]))
+    return TemperatureScaling(fit_temperature(labels, probabilities_yes), cross_fitted,
+                              expected_calibration_error(labels, cross_fitted))
+
+# %% ../nbs/03_train.ipynb
+def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    "Labels and P(yes) (the plain softmax) from a run's `predictions.jsonl`; bad lines are errors naming file:line."
+    labels, probabilities, problems = [], [], []
+    for line_no, record, problem in iter_jsonl_objects(path):
+        if problem is None:
+            label, p = record.get("label"), record.get("probability_yes")
+            if label not in (0, 1) or isinstance(label, bool):
+                problem = f"'label' must be 0 or 1, got {label!r}"
+            elif isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                problem = f"'probability_yes' must be a number in [0, 1], got {p!r}"
+        if problem:
+            problems.append(f"{path}:{line_no}: {problem}")
+        else:
+            labels.append(label); probabilities.append(float(p))
+    raise_line_problems(path, problems)
+    if not labels:
+        raise ValueError(f"{path}: no predictions")
+    return np.array(labels), np.array(probabilities)
+
+def calibration_summary(prediction_files: list[str | os.PathLike], folds: int = 2, seed: int = 0) -> dict:
+    "Per run (named by its folder): the fitted temperature, and the ECE before and after scaling (cross-fitted)."
+    runs = {}
+    for path in map(Path, prediction_files):
+        labels, probabilities = read_predictions(path)
+        scaling = temperature_scaling(labels, probabilities, folds, seed)
+        runs[path.parent.name] = {"predictions": str(path), "n": len(labels), "temperature": scaling.temperature,
+                                  "ece": expected_calibration_error(labels, probabilities),
+                                  "ece_temperature_scaled": scaling.ece}
+    return {"method": "temperature scaling, ECE cross-fitted over folds", "folds": folds, "seed": seed, "runs": runs}
+
+def write_calibration_summary(path: str | os.PathLike, prediction_files: list[str | os.PathLike]) -> dict:
+    "`calibration_summary`, written atomically to `path` as JSON."
+    summary = calibration_summary(prediction_files)
+    atomic_write_json(Path(path), summary)
+    return summary
 
 # %% ../nbs/03_train.ipynb
 @dataclass
@@ -400,12 +490,19 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     best_step = trainer.state.best_global_step
     probs_sorted = recorder.probabilities_by_step.get(best_step)
     if probs_sorted is None:
-        probs_sorted = _probabilities_yes(trainer.predict(eval_sorted).predictions.astype(np.float64))
+        probs_sorted = probability_yes(trainer.predict(eval_sorted).predictions)
     probabilities = np.empty_like(probs_sorted)
     probabilities[eval_order] = probs_sorted
     labels = np.asarray(encoded["validation"]["labels"])
     metrics = classification_metrics(labels, probabilities >= 0.5)
     metrics["ece"] = expected_calibration_error(labels, probabilities)
+    if len(labels) >= 4:
+        scaling = temperature_scaling(labels, probabilities)
+        metrics["temperature"], metrics["ece_temperature_scaled"] = scaling.temperature, scaling.ece
+    else:  # too few validation examples to fit and check a temperature: the model keeps the plain softmax
+        scaling = None
+        metrics["temperature"], metrics["ece_temperature_scaled"] = 1.0, None
+    calibrated = rescale_probabilities(probabilities, metrics["temperature"])
     if metrics["collapsed"]:
         warnings.warn(collapse_warning(metrics), stacklevel=2)
 
@@ -427,16 +524,19 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     run_dir = config.run_dir
-    YesNoModel(trainer.model, tokenizer, config.max_length, config.use_title, device=trainer.model.device).save(
+    YesNoModel(trainer.model, tokenizer, config.max_length, config.use_title, device=trainer.model.device,
+               temperature=metrics["temperature"]).save(
         config.final_model_dir, backbone=config.backbone, training=asdict(config),
         metrics={k: report[k] for k in ("accuracy", "f1", "majority_baseline", "n_train", "n_eval")})
     atomic_write_text(run_dir/"predictions.jsonl", "".join(
-        json.dumps({"index": i, "label": int(y), "probability_yes": round(float(p), 6)}) + "\n"
-        for i, (y, p) in enumerate(zip(labels, probabilities))))
+        json.dumps({"index": i, "label": int(y), "probability_yes": round(float(p), 6),
+                    "probability_yes_calibrated": round(float(q), 6)}) + "\n"
+        for i, (y, p, q) in enumerate(zip(labels, probabilities, calibrated))))
     plot_learning_curves(trainer.state.log_history, metrics["majority_baseline"], run_dir/"learning_curves.png")
     plot_confusion_matrix(metrics["confusion_matrix"], run_dir/"confusion_matrix.png",
                           title=f"{config.run_name}: validation (n={len(labels)})")
-    plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name)
+    plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name,
+                     scaled=scaling.cross_fitted if scaling else None)
     atomic_write_json(run_dir/"metrics.json", report)  # last: its presence means the run finished
     return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
 

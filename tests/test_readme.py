@@ -37,3 +37,20 @@ def test_seed_summaries_match_their_runs():
         accuracy = saved["accuracy"]
         quoted = f"{100 * accuracy['mean']:.1f} ± {100 * accuracy['std']:.1f} %"
         assert quoted in readme, f"README should quote {path.name}'s accuracy as {quoted}"
+
+
+def test_calibration_summary_matches_its_runs():
+    "runs/calibration.json is what calibration_summary gives for the predictions it lists; the README shows each run's."
+    from boolq_nb.train import calibration_summary
+    saved = json.loads((ROOT/"runs"/"calibration.json").read_text())
+    files = [run["predictions"] for run in saved["runs"].values()]
+    again = calibration_summary([ROOT/f for f in files], saved["folds"], saved["seed"])
+    for run in again["runs"].values():
+        run["predictions"] = str((ROOT/run["predictions"]).relative_to(ROOT))
+    assert again == saved
+    readme = (ROOT/"README.md").read_text()
+    for name, run in saved["runs"].items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"README should have a calibration row for {name}"
+        for value in (f"{run['temperature']:.2f}", f"{run['ece']:.3f}", f"{run['ece_temperature_scaled']:.3f}"):
+            assert value in row, f"README row for {name} should show {value}: {row}"
