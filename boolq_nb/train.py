@@ -27,8 +27,9 @@ from transformers import (EarlyStoppingCallback, EvalPrediction, Trainer, Traine
                           set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import (LABEL_NAMES, atomic_path, atomic_write_json, atomic_write_text, iter_jsonl_objects,
-                           load_boolq, raise_line_problems, resolve_source)
+from .data import (
+    LABEL_NAMES, atomic_path, atomic_write_json, atomic_write_text, iter_jsonl_objects, load_boolq, raise_line_problems,
+    resolve_source)
 from .features import make_collator, tokenize_boolq
 from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
 
@@ -367,7 +368,7 @@ def _margins(probabilities_yes) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 def fit_temperature(labels, probabilities_yes) -> float:
-    "The temperature (between e^-3 and e^3, 0.05 to 20) that minimises the log loss of `probabilities_yes` rescaled by it."
+    "The temperature (within e^-3 to e^3, about 0.05 to 20) that minimises the log loss of rescaled `probabilities_yes`."
     margins = torch.as_tensor(_margins(probabilities_yes))
     targets = torch.as_tensor(np.asarray(labels, dtype=np.float64))
     if margins.shape != targets.shape or len(margins) == 0:
