@@ -358,7 +358,7 @@ def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins:
     ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["n"] / total for b in bins], width=0.5 / n_bins,
            alpha=0.25, label="share of examples")
     ax.set(xlim=(0.5, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="lower right", framealpha=0.9)  # below the diagonal and above the bars: where no curve runs
     return save_figure(fig, Path(path))
 
 # %% ../nbs/03_train.ipynb
