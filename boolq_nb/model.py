@@ -157,8 +157,13 @@ class MeanPoolingClassifier(PreTrainedModel):
             torch.nn.init.normal_(module.weight, std=self.config.initializer_range)
             torch.nn.init.zeros_(module.bias)
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None, **inputs):
-        inputs = {k: v for k, v in inputs.items() if v is not None}  # MPNet takes no token_type_ids
+    # Every input the encoders take is named in the signature: the Trainer drops dataset columns that `forward` does
+    # not name (`remove_unused_columns`), and a `**kwargs` catch-all would have let it train a BERT without its
+    # segment ids (`token_type_ids`) that prediction then passes: a saved model that answers differently.
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=None):
+        inputs = {k: v for k, v in dict(token_type_ids=token_type_ids, position_ids=position_ids).items()
+                  if v is not None}  # MPNet takes no token_type_ids
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                            output_hidden_states=output_hidden_states, **inputs)
         states = out.last_hidden_state

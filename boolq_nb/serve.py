@@ -66,9 +66,9 @@ def parse_score_body(body: bytes, max_items: int = 64, max_bytes: int = 1_000_00
         raise ScoreRequestError("request body is empty: send {\"question\": ..., \"passage\": ...} "
                                 "or {\"inputs\": [...]}")
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ScoreRequestError(f"request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})")
+        payload = bq_data.parse_json(text)
+    except bq_data.JSONInputError as e:
+        raise ScoreRequestError(f"request body is not valid JSON ({e})") from None
     if not isinstance(payload, dict):
         raise ScoreRequestError(f"request body must be a JSON object, got {type(payload).__name__}: send "
                                 "{\"question\": ..., \"passage\": ...} or {\"inputs\": [...]}")

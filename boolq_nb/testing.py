@@ -13,7 +13,7 @@ from pathlib import Path
 from unittest import mock
 
 # %% auto 0
-__all__ = ['tiny_boolq_records', 'write_tiny_boolq', 'make_tiny_roberta', 'hub_offline']
+__all__ = ['tiny_boolq_records', 'write_tiny_boolq', 'make_tiny_roberta', 'make_tiny_bert', 'hub_offline']
 
 # %% ../nbs/90_testing.ipynb
 _SUBJECTS = ["the river", "the castle", "the novel", "the planet", "the bridge", "the festival", "the engine",
@@ -79,6 +79,31 @@ def make_tiny_roberta(folder: str | os.PathLike, texts: list[str] | None = None,
                            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                            eos_token_id=tokenizer.eos_token_id, num_labels=2)
     RobertaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+# %% ../nbs/90_testing.ipynb
+def make_tiny_bert(folder: str | os.PathLike, texts: list[str] | None = None, vocab_size: int = 400,
+                   hidden_size: int = 32, num_layers: int = 2, max_positions: int = 128, seed: int = 0) -> Path:
+    "Save a randomly initialised tiny `BertForSequenceClassification` (two segments) and a WordPiece tokenizer."
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = texts or [f"{r['question']} {r['title']} {r['passage']}" for r in tiny_boolq_records(200, seed)]
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    wordpiece.save_model(str(folder))
+    tokenizer = BertTokenizerFast(vocab_file=str(folder/"vocab.txt"), model_max_length=max_positions)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden_size,
+                        max_position_embeddings=max_positions, type_vocab_size=2,
+                        pad_token_id=tokenizer.pad_token_id, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
 # %% ../nbs/90_testing.ipynb

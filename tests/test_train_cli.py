@@ -85,14 +85,19 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_assets, tmp_path):
     assert proc.returncode != 0 and "seed" in proc.stderr and "differ" in proc.stderr
 
 
-def test_mean_pooling_trains_saves_and_answers_the_same_on_every_backend(tiny_assets, tmp_path):
+@pytest.mark.parametrize("architecture", ["backbone", "bert"])
+def test_mean_pooling_trains_saves_and_answers_the_same_on_every_backend(tiny_assets, tmp_path, architecture):
+    "RoBERTa has one segment; BERT (like the bundled MiniLM) passes segment ids, which training must use too."
     from boolq_nb.data import load_boolq
     from boolq_nb.serve import load_model
-    proc = run_cli([*_tiny_args(tiny_assets, tmp_path, "mean", 6), "--pooling", "mean"], cwd=tmp_path)
+    args = _tiny_args(tiny_assets, tmp_path, "mean", 6)
+    args[args.index("--backbone") + 1] = str(tiny_assets[architecture])
+    proc = run_cli([*args, "--pooling", "mean"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path/"runs"/"mean"/"metrics.json").read_text())
     assert metrics["parameters"]["pooling"] == "mean"
-    assert metrics["accuracy"] > metrics["majority_baseline"] + 0.1, metrics  # the new head learns, not just runs
+    if architecture == "backbone":  # the tiny RoBERTa learns the synthetic rule in 6 epochs; the tiny BERT does not
+        assert metrics["accuracy"] > metrics["majority_baseline"] + 0.1, metrics  # the new head learns, not just runs
     model_dir = tmp_path/"models"/"mean"/"model"
     assert json.loads((model_dir/"boolq_nb.json").read_text())["pooling"] == "mean"
     validation = load_boolq(str(tiny_assets["data"]))["validation"]
@@ -102,4 +107,4 @@ def test_mean_pooling_trains_saves_and_answers_the_same_on_every_backend(tiny_as
         model = load_model(model_dir, backend=backend)
         assert model.pooling == "mean"
         probabilities, _ = model.predict_proba(validation["question"], validation["passage"], validation["title"])
-        np.testing.assert_allclose(probabilities, recorded, atol=1e-3, err_msg=backend)
+        np.testing.assert_allclose(probabilities, recorded, atol=1e-4 if backend == "torch" else 1e-3, err_msg=backend)
