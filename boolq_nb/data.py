@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -17,10 +18,11 @@ import datasets
 import numpy as np
 
 # %% auto 0
-__all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'LOCAL_FORMATS', 'BoolQDataError', 'atomic_path',
-           'atomic_write_text', 'atomic_write_json', 'atomic_directory', 'text_field_problem', 'parse_label',
+__all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'MAX_JSON_DEPTH', 'LOCAL_FORMATS', 'HOLDOUT_SEED',
+           'BoolQDataError', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_directory',
+           'JSONInputError', 'json_nesting_problem', 'parse_json', 'text_field_problem', 'parse_label',
            'iter_jsonl_objects', 'raise_line_problems', 'read_boolq_jsonl', 'LocalFormat', 'resolve_source',
-           'detect_local_format', 'take_subset', 'load_boolq', 'majority_baseline']
+           'detect_local_format', 'take_subset', 'split_holdout', 'load_boolq', 'majority_baseline']
 
 # %% ../nbs/00_data.ipynb
 BOOLQ_HUB_ID = "google/boolq"
@@ -81,7 +83,49 @@ def atomic_directory(path: str | os.PathLike):
         shutil.rmtree(staging, ignore_errors=True)
 
 # %% ../nbs/00_data.ipynb
+MAX_JSON_DEPTH = 32
+
+class JSONInputError(ValueError):
+    "Text that is not JSON this project accepts: `what` is wrong at `line` and `column` (both from 1)."
+    def __init__(self, what: str, line: int, column: int):
+        self.what, self.line, self.column = what, line, column
+        super().__init__(f"{what} at line {line} column {column}")
+
+_JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')  # a string (maybe unclosed) or a bracket
+
+def _line_and_column(text: str, position: int) -> tuple[int, int]:
+    return text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
+
+def json_nesting_problem(text: str, max_depth: int = MAX_JSON_DEPTH) -> JSONInputError | None:
+    "A `JSONInputError` at the first bracket that nests deeper than `max_depth` (strings skipped), or None."
+    if text.count("[") + text.count("{") <= max_depth:  # cannot nest too deep: most texts cost two counts
+        return None
+    depth = 0
+    for match in _JSON_STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > max_depth:
+                return JSONInputError(f"arrays and objects nested deeper than {max_depth} levels",
+                                      *_line_and_column(text, match.start()))
+        elif token in "]}":
+            depth -= 1
+    return None
+
+def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH):
+    "`text` decoded as JSON, or a `JSONInputError` naming what is wrong and where."
+    if (problem := json_nesting_problem(text, max_depth)) is not None:
+        raise problem
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JSONInputError(e.msg, e.lineno, e.colno) from None
+    except RecursionError:  # not reached after the depth check; kept so no input can end in a bare RecursionError
+        raise JSONInputError(f"arrays and objects nested too deep to decode", 1, 1) from None
+
+# %% ../nbs/00_data.ipynb
 _MAX_REPORTED_ERRORS = 20
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def text_field_problem(record: dict, field: str, required: bool = True, allow_empty: bool = False) -> str | None:
     "The problem with `record[field]` as a text field, or None."
@@ -92,6 +136,9 @@ def text_field_problem(record: dict, field: str, required: bool = True, allow_em
         return f"field '{field}' must be a string, got {type(value).__name__} ({value!r:.40})"
     if not allow_empty and not value.strip():
         return f"field '{field}' is empty"
+    if (lone := _LONE_SURROGATE.search(value)) is not None:  # JSON's "\ud800" escape decodes to one; no tokenizer takes it
+        return (f"field '{field}' holds an unpaired UTF-16 surrogate (U+{ord(lone.group()):04X} at character "
+                f"{lone.start()}): text must be valid Unicode")
     return None
 
 def parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
@@ -121,9 +168,9 @@ def iter_jsonl_objects(path: str | os.PathLike):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield line_no, None, f"not valid JSON ({e.msg} at column {e.colno})"
+                record = parse_json(line)
+            except JSONInputError as e:
+                yield line_no, None, f"not valid JSON ({e.what} at column {e.column})"
                 continue
             if not isinstance(record, dict):
                 yield line_no, None, f"expected a JSON object, got {type(record).__name__}"
@@ -241,9 +288,32 @@ def take_subset(ds: datasets.Dataset, n: int | None, seed: int = 42) -> datasets
         raise ValueError(f"subset size must be at least 1, got {n}")
     return ds.shuffle(seed=seed).select(range(n))
 
+HOLDOUT_SEED = 0  # one held-out slice for every run and seed, so their selection figures compare
+
+def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = HOLDOUT_SEED
+                  ) -> tuple[datasets.Dataset, datasets.Dataset]:
+    "(rest, held out): a seeded `fraction` of `ds` held out, stratified by label so both keep its yes-share."
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction!r}")
+    labels = np.asarray(ds["label"])
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held.extend(members[:int(round(fraction * len(members)))].tolist())
+    if not held or len(held) == len(ds):
+        raise ValueError(f"holding out {fraction:.1%} of {len(ds)} examples leaves one side empty")
+    held_set = set(held)
+    rest = [i for i in range(len(ds)) if i not in held_set]
+    return ds.select(rest), ds.select(sorted(held))
+
 def load_boolq(source: str | os.PathLike | None = None, max_train_samples: int | None = None,
-               max_eval_samples: int | None = None, seed: int = 42) -> datasets.DatasetDict:
-    "BoolQ as a `DatasetDict` (`train`, `validation`) from a hub id or a local folder; see the table above."
+               max_eval_samples: int | None = None, seed: int = 42, holdout_fraction: float = 0.0
+               ) -> datasets.DatasetDict:
+    """BoolQ as a `DatasetDict` (`train`, `validation`) from a hub id or a local folder; see the table above.
+
+    With `holdout_fraction` > 0 a `holdout` split is cut from the full train split first (`split_holdout`, the same
+    slice whatever `max_train_samples` and `seed`), and `train` is the rest, subsampled to `max_train_samples`."""
     source = resolve_source(source)
     folder = Path(source).expanduser()
     if folder.is_dir():
@@ -256,7 +326,10 @@ def load_boolq(source: str | os.PathLike | None = None, max_train_samples: int |
     if overlap:
         warnings.warn(f"{source}: {len(overlap)} question(s) appear in both train and validation, "
                       f"e.g. {next(iter(overlap))!r}; validation accuracy may be optimistic", stacklevel=2)
-    return datasets.DatasetDict({"train": take_subset(dsd["train"], max_train_samples, seed),
+    train, splits = dsd["train"], {}
+    if holdout_fraction:
+        train, splits["holdout"] = split_holdout(train, holdout_fraction)
+    return datasets.DatasetDict({"train": take_subset(train, max_train_samples, seed), **splits,
                                  "validation": take_subset(dsd["validation"], max_eval_samples, seed)})
 
 def majority_baseline(labels) -> float:

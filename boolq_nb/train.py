@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
+import datasets
 import numpy as np
 import torch
 import transformers
@@ -36,16 +37,17 @@ from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
 logger = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['logger', 'COLLAPSE_SHARE', 'SEED_SUMMARY_METRICS', 'coerce_param', 'TrainConfig', 'load_param_file',
+__all__ = ['logger', 'SELECTIONS', 'COLLAPSE_SHARE', 'SEED_SUMMARY_METRICS', 'coerce_param', 'TrainConfig', 'load_param_file',
            'classification_metrics', 'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
            'last_complete_checkpoint', 'new_figure', 'save_figure', 'plot_learning_curves', 'plot_confusion_matrix',
            'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'fit_temperature',
            'rescale_probabilities', 'TemperatureScaling', 'temperature_scaling', 'read_predictions',
            'calibration_summary', 'write_calibration_summary', 'TrainResult', 'train', 'error_analysis',
-           'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
+           'run_parameters', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+SELECTIONS = ("holdout", "dev")  # where the best epoch and the temperature are chosen
 _REPORT_TARGETS = {"none", "all", "wandb", "tensorboard", "mlflow", "comet_ml", "clearml", "trackio", "swanlab"}
 
 def coerce_param(name: str, value, annotation: str):
@@ -86,6 +88,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     attention_dropout: float | None = None
     pooling: str = "cls"
+    selection: str = "holdout"
+    holdout_fraction: float = 0.05
     seed: int = 42
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -113,6 +117,8 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay", "non-negative"),
             (self.attention_dropout is None or 0 <= self.attention_dropout < 1, "attention_dropout", "in [0, 1) or None"),
             (self.pooling in POOLINGS, "pooling", f"one of {', '.join(POOLINGS)}"),
+            (self.selection in SELECTIONS, "selection", f"one of {', '.join(SELECTIONS)}"),
+            (0 < self.holdout_fraction < 1, "holdout_fraction", "in (0, 1)"),
             (all(n is None or n >= 1 for n in (self.max_train_samples, self.max_eval_samples)),
              "max_train_samples/max_eval_samples", "at least 1 or None"),
             (self.early_stopping_patience >= 0, "early_stopping_patience", "non-negative"),
@@ -208,7 +214,8 @@ class EvalRecorder(TrainerCallback):
         self._pending = probability_yes(logits)
         m = classification_metrics(prediction.label_ids, self._pending >= 0.5)
         return {**{k: m[k] for k in _SCALAR_METRICS},
-                "recall_yes": m["per_class"]["yes"]["recall"], "recall_no": m["per_class"]["no"]["recall"]}
+                "recall_yes": m["per_class"]["yes"]["recall"], "recall_no": m["per_class"]["no"]["recall"],
+                "selection_score": m["accuracy"] - (1.0 if m["collapsed"] else 0.0)}
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self._pending is not None:
@@ -239,7 +246,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         train_sampling_strategy="group_by_length",
         eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
-        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model="selection_score", greater_is_better=True,
         logging_strategy="steps", logging_steps=config.logging_steps, logging_first_step=True,
         bf16=bf16, fp16=cuda and not bf16, dataloader_pin_memory=cuda,
         report_to=config.report_targets or "none", disable_tqdm=True,
@@ -292,8 +299,9 @@ def save_figure(fig, path: Path) -> Path:
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110)
     return path
 
-def plot_learning_curves(log_history: list[dict], baseline: float, path: str | os.PathLike) -> Path:
-    "Training/validation loss and validation accuracy against epochs, with the majority baseline."
+def plot_learning_curves(log_history: list[dict], baseline: float, path: str | os.PathLike,
+                         evaluated_on: str = "validation") -> Path:
+    "Training loss, and loss and accuracy on the split `evaluated_on` each epoch, with its majority baseline."
     fig = new_figure(10, 3.6)
     ax_loss, ax_acc = fig.subplots(1, 2)
     train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
@@ -301,12 +309,12 @@ def plot_learning_curves(log_history: list[dict], baseline: float, path: str | o
     if train:
         ax_loss.plot(*zip(*train), label="train loss", alpha=0.8)
     if evals:
-        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="validation loss")
+        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label=f"{evaluated_on} loss")
         ax_acc.plot([h["epoch"] for h in evals], [h["eval_accuracy"] for h in evals], "o-", label="accuracy")
         ax_acc.plot([h["epoch"] for h in evals], [h["eval_f1"] for h in evals], "s--", label="F1 (yes)", alpha=0.7)
     ax_acc.axhline(baseline, color="grey", linestyle=":", label=f"majority baseline {baseline:.1%}")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", title="validation")
+    ax_acc.set(xlabel="epoch", title=evaluated_on)
     ax_loss.legend(); ax_acc.legend(loc="lower right")
     return save_figure(fig, Path(path))
 
@@ -459,8 +467,27 @@ def _environment() -> dict:
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "python": sys.version.split()[0]}
 
+def _length_sorted(split: datasets.Dataset) -> tuple[np.ndarray, datasets.Dataset]:
+    "The order that sorts `split` by length, and the sorted split: evaluation batches then hold little padding."
+    order = np.argsort(split["length"], kind="stable")
+    return order, split.select(order)
+
+def _unsort(order: np.ndarray, values_sorted: np.ndarray) -> np.ndarray:
+    values = np.empty_like(values_sorted)
+    values[order] = values_sorted
+    return values
+
+def _epoch_table(log_history: list[dict]) -> list[dict]:
+    "One row per evaluation during training (on the selection split): epoch, step and the scalar metrics."
+    keep = ("accuracy", "macro_f1", "predicted_yes_rate", "recall_no", "recall_yes", "loss")
+    return [{"epoch": h["epoch"], "step": h["step"], **{k: h[f"eval_{k}"] for k in keep if f"eval_{k}" in h}}
+            for h in log_history if "eval_accuracy" in h]
+
 def train(config: TrainConfig | None = None, callbacks: list | None = None, **overrides) -> TrainResult:
-    "Fine-tune `config.backbone` on BoolQ; write metrics and plots to `runs/<run_name>/` and the model to `models/`."
+    """Fine-tune `config.backbone` on BoolQ; write metrics and plots to `runs/<run_name>/` and the model to `models/`.
+
+    `config.selection`: "holdout" chooses the best epoch (and early stopping, and the temperature) on a held-out slice
+    of train and evaluates the chosen model on the validation split once; "dev" chooses on the validation split."""
     config = replace(config or TrainConfig(), **overrides)
     started = time.time()
     resume_from = _check_resumable(config)
@@ -469,18 +496,20 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         os.environ["WANDB_PROJECT"] = config.wandb_project
     set_seed(config.seed)
 
-    data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed)
+    on_holdout = config.selection == "holdout"
+    data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
+                      holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
     model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
     encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
-    eval_order = np.argsort(encoded["validation"]["length"], kind="stable")
-    eval_sorted = encoded["validation"].select(eval_order)
+    select_split = "holdout" if on_holdout else "validation"
+    select_order, select_sorted = _length_sorted(encoded[select_split])
 
     config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.checkpoint_dir/"train_config.json", asdict(config))
     recorder = EvalRecorder()
     extra = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
     trainer = BoolQTrainer(model=model, args=training_arguments(config), train_dataset=encoded["train"],
-                           eval_dataset=eval_sorted, data_collator=make_collator(tokenizer),
+                           eval_dataset=select_sorted, data_collator=make_collator(tokenizer),
                            processing_class=tokenizer, compute_metrics=recorder.compute_metrics,
                            callbacks=[recorder, *extra, *(callbacks or [])])
     if resume_from:
@@ -489,37 +518,61 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
 
     # The best model is loaded; its predictions were recorded at its evaluation unless that happened before a resume.
     best_step = trainer.state.best_global_step
-    probs_sorted = recorder.probabilities_by_step.get(best_step)
-    if probs_sorted is None:
-        probs_sorted = probability_yes(trainer.predict(eval_sorted).predictions)
-    probabilities = np.empty_like(probs_sorted)
-    probabilities[eval_order] = probs_sorted
+    best_eval = next((h for h in trainer.state.log_history if h.get("step") == best_step and "eval_accuracy" in h), {})
+    select_sorted_probs = recorder.probabilities_by_step.get(best_step)
+    if select_sorted_probs is None:
+        select_sorted_probs = probability_yes(trainer.predict(select_sorted).predictions)
+    select_probabilities = _unsort(select_order, select_sorted_probs)
+    select_labels = np.asarray(encoded[select_split]["labels"])
+    if on_holdout:  # the one evaluation of the chosen model on the validation split
+        eval_order, eval_sorted = _length_sorted(encoded["validation"])
+        dev_prediction = trainer.predict(eval_sorted)
+        probabilities = _unsort(eval_order, probability_yes(dev_prediction.predictions))
+        eval_speed = dev_prediction.metrics.get("test_samples_per_second")
+    else:
+        probabilities = select_probabilities
+        # None (JSON null, not NaN) when the best evaluation happened before a resume and its log is gone
+        eval_speed = best_eval.get("eval_samples_per_second")
     labels = np.asarray(encoded["validation"]["labels"])
     metrics = classification_metrics(labels, probabilities >= 0.5)
     metrics["ece"] = expected_calibration_error(labels, probabilities)
-    if len(labels) >= 4:
+    scaled = None
+    if on_holdout and len(select_labels) >= 2:  # fitted on the slice, measured on validation: no cross-fitting needed
+        metrics["temperature"] = fit_temperature(select_labels, select_probabilities)
+        scaled = rescale_probabilities(probabilities, metrics["temperature"])
+        metrics["ece_temperature_scaled"] = expected_calibration_error(labels, scaled)
+    elif not on_holdout and len(labels) >= 4:  # fitted and measured on validation: cross-fitted
         scaling = temperature_scaling(labels, probabilities)
         metrics["temperature"], metrics["ece_temperature_scaled"] = scaling.temperature, scaling.ece
-    else:  # too few validation examples to fit and check a temperature: the model keeps the plain softmax
-        scaling = None
+        scaled = scaling.cross_fitted
+    else:  # too few examples to fit and check a temperature: the model keeps the plain softmax
         metrics["temperature"], metrics["ece_temperature_scaled"] = 1.0, None
     calibrated = rescale_probabilities(probabilities, metrics["temperature"])
     if metrics["collapsed"]:
         warnings.warn(collapse_warning(metrics), stacklevel=2)
 
+    selection_metrics = classification_metrics(select_labels, select_probabilities >= 0.5)
+    protocol = {"selection": config.selection, "selected_on": select_split, "n_selection": len(select_labels),
+                "holdout_fraction": config.holdout_fraction if on_holdout else None,
+                "temperature_fitted_on": select_split + ("" if on_holdout else " (cross-fitted ECE)"),
+                "validation_evaluations": 1 if on_holdout else len(_epoch_table(trainer.state.log_history))}
     n_train = len(encoded["train"])
-    best_eval = next((h for h in trainer.state.log_history if h.get("step") == best_step and "eval_accuracy" in h), {})
     report = {
         "run_name": config.run_name, "backbone": config.backbone, "data_source": resolve_source(config.data_source),
-        "n_train": n_train, "n_eval": len(labels), **metrics,
+        "n_train": n_train, "n_eval": len(labels), "protocol": protocol, **metrics,
         "accuracy_over_baseline": metrics["accuracy"] - metrics["majority_baseline"],
+        "recall_no": metrics["per_class"]["no"]["recall"],
+        "selection": {"split": select_split, "n": len(select_labels),
+                      "ece": expected_calibration_error(select_labels, select_probabilities),
+                      **{k: selection_metrics[k] for k in _SCALAR_METRICS},
+                      "recall_no": selection_metrics["per_class"]["no"]["recall"]},
+        "epochs": _epoch_table(trainer.state.log_history),
         "best_epoch": best_eval.get("epoch"), "best_step": best_step, "global_step": trainer.state.global_step,
         "epochs_run": trainer.state.epoch, "resumed_from": resume_from,
         "wall_time_s": round(time.time() - started, 1),
         "train_time_s": round(train_output.metrics["train_runtime"], 1),
         "train_examples_per_s": round(train_output.metrics["train_samples_per_second"], 2),
-        # None (JSON null, not NaN) when the best evaluation happened before a resume and its log is gone
-        "eval_examples_per_s": best_eval.get("eval_samples_per_second"),
+        "eval_examples_per_s": eval_speed,
         "truncated_eval_share": float(np.mean(encoded["validation"]["truncated"])),
         "parameters": asdict(config), "environment": _environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -533,11 +586,11 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         json.dumps({"index": i, "label": int(y), "probability_yes": round(float(p), 6),
                     "probability_yes_calibrated": round(float(q), 6)}) + "\n"
         for i, (y, p, q) in enumerate(zip(labels, probabilities, calibrated))))
-    plot_learning_curves(trainer.state.log_history, metrics["majority_baseline"], run_dir/"learning_curves.png")
+    plot_learning_curves(trainer.state.log_history, selection_metrics["majority_baseline"], run_dir/"learning_curves.png",
+                         evaluated_on=f"{select_split} (selection)")
     plot_confusion_matrix(metrics["confusion_matrix"], run_dir/"confusion_matrix.png",
                           title=f"{config.run_name}: validation (n={len(labels)})")
-    plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name,
-                     scaled=scaling.cross_fitted if scaling else None)
+    plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name, scaled=scaled)
     atomic_write_json(run_dir/"metrics.json", report)  # last: its presence means the run finished
     return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
 
@@ -569,11 +622,21 @@ def error_analysis(questions: list[str], passages: list[str], labels, probabilit
 SEED_SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "ece")
 _SEED_IRRELEVANT = _RESUME_IRRELEVANT | {"run_name", "seed"}
 
+def run_parameters(metrics: dict) -> dict:
+    """A finished run's parameters (from its `metrics.json`), settings it predates at the value they had then: runs
+    made before the held-out protocol chose their epoch on the validation split."""
+    defaults = asdict(TrainConfig(run_name="defaults"))
+    if "protocol" not in metrics:
+        defaults["selection"] = "dev"
+    parameters = {**defaults, **metrics["parameters"]}
+    if parameters["selection"] == "dev":
+        parameters.pop("holdout_fraction")  # no slice is held out: the fraction means nothing
+    return parameters
+
 def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...] = SEED_SUMMARY_METRICS) -> dict:
     "Mean, sample standard deviation, min and max of each metric over runs (`metrics.json`) that differ only in seed."
     if len(metrics_files) < 2:
         raise ValueError(f"a spread needs at least two runs, got {len(metrics_files)}")
-    defaults = asdict(TrainConfig(run_name="defaults"))
     seeds, settings, runs = [], [], []
     for path in map(Path, metrics_files):
         try:
@@ -583,7 +646,7 @@ def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...
         missing = [k for k in ("parameters", *keys) if k not in metrics]
         if missing:
             raise ValueError(f"{path}: no {', '.join(missing)}")
-        parameters = {**defaults, **metrics["parameters"]}
+        parameters = run_parameters(metrics)
         seeds.append(parameters["seed"])
         settings.append({**{k: v for k, v in parameters.items() if k not in _SEED_IRRELEVANT},
                          **{f"resolved_{k}": metrics.get(k) for k in ("data_source", "n_train", "n_eval")}})

@@ -1,6 +1,5 @@
-"""README.md is generated from nbs/index.ipynb, and its results table agrees with the runs it cites."""
+"""README.md is generated from nbs/index.ipynb, and its results block from the runs it cites."""
 import json
-import re
 
 import pytest
 
@@ -19,14 +18,13 @@ def test_readme_is_generated_from_index_notebook():
         "README.md is stale: jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README"
 
 
-def test_results_table_matches_runs():
-    rows = [line for line in (ROOT/"README.md").read_text().splitlines()
-            if line.startswith("|") and re.search(r"runs/[\w.-]+/metrics\.json", line)]
-    for row in rows:
-        run = re.search(r"runs/([\w.-]+)/metrics\.json", row).group(1)
-        metrics = json.loads((ROOT/"runs"/run/"metrics.json").read_text())
-        accuracy = f"{100 * metrics['accuracy']:.1f} %"
-        assert accuracy in row, f"README row for {run} should show accuracy {accuracy}: {row}"
+def test_results_block_is_generated_from_runs():
+    "The README's results block is exactly what boolq_nb.results makes of runs/ (and the fuzzing run): no typed numbers."
+    from boolq_nb.results import readme_results, results_block
+    expected = readme_results(ROOT/"runs", ROOT/"bench"/"results"/"fuzz.json")
+    assert results_block((ROOT/"README.md").read_text(), "README.md") == expected, \
+        "README results are stale: python -c \"from boolq_nb.results import update_index_results as u; " \
+        "u('nbs/index.ipynb', 'runs', 'bench/results/fuzz.json')\", then regenerate README.md"
 
 
 def test_seed_summaries_match_their_runs():
@@ -42,7 +40,7 @@ def test_seed_summaries_match_their_runs():
 
 
 def test_calibration_summary_matches_its_runs():
-    "runs/calibration.json is what calibration_summary gives for the predictions it lists; the README shows each run's."
+    "runs/calibration.json is what calibration_summary gives for the predictions it lists."
     from boolq_nb.train import calibration_summary
     saved = json.loads((ROOT/"runs"/"calibration.json").read_text())
     files = [run["predictions"] for run in saved["runs"].values()]
@@ -56,9 +54,3 @@ def test_calibration_summary_matches_its_runs():
         assert (run["predictions"], run["n"]) == (expected["predictions"], expected["n"]), name
         for key in ("temperature", "ece", "ece_temperature_scaled"):  # approx: an L-BFGS fit's last digits may
             assert run[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9), (name, key)  # vary with the BLAS
-    readme = (ROOT/"README.md").read_text()
-    for name, run in saved["runs"].items():
-        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
-        assert row is not None, f"README should have a calibration row for {name}"
-        for value in (f"{run['temperature']:.2f}", f"{run['ece']:.3f}", f"{run['ece_temperature_scaled']:.3f}"):
-            assert value in row, f"README row for {name} should show {value}: {row}"

@@ -1,74 +1,17 @@
 """boolq-serve (Azure's azmlinfsrv running boolq_nb/serve.py) over real HTTP, and boolq-predict from the command line."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import requests
 
-from conftest import run_cli
+from conftest import API_KEY, MAX_BATCH, MAX_BODY, run_cli
 
-API_KEY = "test-key-123"
-MAX_BATCH, MAX_BODY = 8, 20_000
 PREDICT = ["-c", "import sys; from boolq_nb.serve import predict_main; sys.exit(predict_main())"]
-
-
-@pytest.fixture(scope="session")
-def served_model(tiny_assets, tmp_path_factory):
-    "A tiny model whose answers depend on the input (larger weights than the default initialisation)."
-    import torch
-    from boolq_nb.model import YesNoModel
-    model = YesNoModel.from_backbone(str(tiny_assets["backbone"]), max_length=64, device="cpu")
-    with torch.no_grad():
-        for name, weight in model.model.named_parameters():
-            if weight.dim() == 2 and "embeddings" not in name:
-                weight.mul_(30.0)
-    return model, model.save(tmp_path_factory.mktemp("serve")/"model")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def server(served_model, tmp_path_factory):
-    "The real server on a free loopback port, started once; stopped (SIGTERM to its process group) at the end."
-    _, model_dir = served_model
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve-log")/"server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "boolq_nb.serve", "--model", str(model_dir), "--port", str(port),
-                                 "--max-batch-size", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "BOOLQ_API_KEY": API_KEY})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None, f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-            assert time.time() < deadline, f"server not up after 180 s:\n{log.read_text()[-3000:]}"
-            try:
-                if requests.get(url + "/", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not accepting yet, or the worker still loading
-                time.sleep(0.5)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

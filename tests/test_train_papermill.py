@@ -41,7 +41,9 @@ def test_papermill_round_trip(tiny_assets, tmp_path, monkeypatch):
                         max_length=64, learning_rate=3e-3, batch_size=8, epochs=6.0, report_to="wandb",
                         output_dir=str(tmp_path/"runs"), model_dir=str(tmp_path/"models")))
     metrics = json.loads((tmp_path/"runs"/"pm-tiny"/"metrics.json").read_text())
-    assert metrics["n_train"] == 128 and metrics["n_eval"] == 48
+    # 5 % of the 128 training examples held out (stratified) to choose the epoch; dev evaluated once
+    assert metrics["n_train"] + metrics["protocol"]["n_selection"] == 128 and metrics["n_eval"] == 48
+    assert metrics["protocol"]["selection"] == "holdout" and metrics["protocol"]["validation_evaluations"] == 1
     assert metrics["accuracy"] > metrics["majority_baseline"], metrics
     for key in ("f1", "majority_baseline", "per_class", "wall_time_s", "train_examples_per_s", "parameters"):
         assert key in metrics
