@@ -20,7 +20,7 @@ from .train import _SEED_IRRELEVANT, TrainConfig, classification_metrics, new_fi
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
            'percent', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
            'fuzz_table', 'readme_results', 'results_block', 'update_index_results', 'passage_ablation',
-           'ablation_table']
+           'ablation_table', 'backend_accuracy', 'backends_table']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -148,6 +148,9 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
         parts += ["", "Does the model read the passage? Dev accuracy of the same model with each question's own "
                   "passage, another example's passage, and the title alone (`07_results`, *passage ablation*):", "",
                   ablation_table(runs_dir)]
+    if any(Path(runs_dir).glob("*/backends.json")):
+        parts += ["", "The same model on each serving backend (dev accuracy and examples/s over all of dev, "
+                  "`07_results`; int8 is recommended where it stays within 0.5 points):", "", backends_table(runs_dir)]
     if len(earlier):
         parts += ["", "Earlier runs, kept for reproducibility: trained on the 1,911-example subset of train "
                   "(`../shared/data/boolq-subset`), epoch chosen on dev itself, which flatters them:", "",
@@ -205,4 +208,29 @@ def ablation_table(runs_dir: str | os.PathLike) -> str:
         lines.append(f"| `{path.parent.name}` | " + " | ".join(
             percent(a[k]["accuracy"]) for k in ("own passage", "another example's passage", "title only"))
             + f" | {percent(a['own passage']['majority_baseline'])} |")
+    return "\n".join(lines)
+
+# %% ../nbs/07_results.ipynb
+def backend_accuracy(model_dir: str | os.PathLike, questions: list[str], passages: list[str], titles: list[str],
+                     labels, backends: tuple[str, ...] = ("torch", "onnx", "onnx-int8")) -> dict:
+    "Dev accuracy and examples/s of the saved model at `model_dir` on each serving backend."
+    import time
+    from boolq_nb.serve import load_model
+    labels, result = np.asarray(labels), {"n": len(labels)}
+    for backend in backends:
+        model = load_model(model_dir, backend)
+        started = time.perf_counter()
+        probabilities, _ = model.predict_proba(questions, passages, titles if model.use_title else None, batch_size=64)
+        result[backend] = {"accuracy": float(((probabilities >= 0.5) == labels).mean()),
+                           "examples_per_s": len(labels) / (time.perf_counter() - started)}
+    return result
+
+def backends_table(runs_dir: str | os.PathLike) -> str:
+    "A markdown table of every `runs/<run>/backends.json`."
+    lines = ["| run | PyTorch | ONNX Runtime | ONNX Runtime int8 | int8 - PyTorch |", "|---|---|---|---|---|"]
+    for path in sorted(Path(runs_dir).glob("*/backends.json")):
+        b = json.loads(path.read_text())
+        cells = [f"{percent(b[k]['accuracy'])} ({b[k]['examples_per_s']:.0f}/s)" for k in ("torch", "onnx", "onnx-int8")]
+        gap = 100 * (b["onnx-int8"]["accuracy"] - b["torch"]["accuracy"])
+        lines.append(f"| `{path.parent.name}` | " + " | ".join(cells) + f" | {gap:+.2f} points |")
     return "\n".join(lines)
