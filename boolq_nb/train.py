@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import transformers
 import yaml
+from fastcore.basics import patch
 from torch.utils.data import SequentialSampler
 from transformers import (EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback, TrainingArguments,
                           set_seed)
@@ -39,11 +40,12 @@ logger = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['logger', 'SELECTIONS', 'COLLAPSE_SHARE', 'SEED_SUMMARY_METRICS', 'coerce_param', 'TrainConfig', 'load_param_file',
            'classification_metrics', 'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
-           'last_complete_checkpoint', 'new_figure', 'save_figure', 'plot_learning_curves', 'plot_confusion_matrix',
-           'calibration_bins', 'expected_calibration_error', 'plot_reliability', 'fit_temperature',
-           'rescale_probabilities', 'TemperatureScaling', 'temperature_scaling', 'read_predictions',
-           'calibration_summary', 'write_calibration_summary', 'TrainResult', 'train', 'error_analysis',
-           'run_parameters', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
+           'layer_depth', 'layerwise_parameter_groups', 'last_complete_checkpoint', 'new_figure', 'save_figure',
+           'plot_learning_curves', 'plot_confusion_matrix', 'calibration_bins', 'expected_calibration_error',
+           'plot_reliability', 'fit_temperature', 'rescale_probabilities', 'TemperatureScaling', 'temperature_scaling',
+           'read_predictions', 'calibration_summary', 'write_calibration_summary', 'TrainResult', 'train',
+           'error_analysis', 'run_parameters', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments',
+           'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -86,6 +88,7 @@ class TrainConfig:
     epochs: float = 3.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    layerwise_lr_decay: float = 1.0
     attention_dropout: float | None = None
     pooling: str = "cls"
     selection: str = "holdout"
@@ -115,6 +118,7 @@ class TrainConfig:
             (self.epochs > 0, "epochs", "positive"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", "non-negative"),
+            (0 < self.layerwise_lr_decay <= 1, "layerwise_lr_decay", "in (0, 1]"),
             (self.attention_dropout is None or 0 <= self.attention_dropout < 1, "attention_dropout", "in [0, 1) or None"),
             (self.pooling in POOLINGS, "pooling", f"one of {', '.join(POOLINGS)}"),
             (self.selection in SELECTIONS, "selection", f"one of {', '.join(SELECTIONS)}"),
@@ -251,6 +255,42 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         bf16=bf16, fp16=cuda and not bf16, dataloader_pin_memory=cuda,
         report_to=config.report_targets or "none", disable_tqdm=True,
     )
+
+# %% ../nbs/03_train.ipynb
+def layer_depth(name: str, n_layers: int) -> int:
+    "0 for embeddings, i + 1 for encoder layer i, n_layers + 1 for everything above them (pooler, head)."
+    if "embeddings" in name:
+        return 0
+    match = re.search(r"\.layers?\.(\d+)\.", name)
+    return int(match.group(1)) + 1 if match else n_layers + 1
+
+def layerwise_parameter_groups(model, learning_rate: float, decay: float, weight_decay: float,
+                               decayed_names: set[str]) -> list[dict]:
+    "Optimizer parameter groups: one per (depth, weight decay), at `learning_rate * decay ** (top - depth)`."
+    n_layers = model.config.num_hidden_layers
+    groups = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        depth, wd = layer_depth(name, n_layers), weight_decay if name in decayed_names else 0.0
+        group = groups.setdefault((depth, wd), {"params": [], "weight_decay": wd,
+                                                "lr": learning_rate * decay ** (n_layers + 1 - depth)})
+        group["params"].append(parameter)
+    return [groups[k] for k in sorted(groups)]
+
+BoolQTrainer.layerwise_lr_decay = 1.0  # set per run by `train`
+
+@patch
+def create_optimizer(self: BoolQTrainer, model=None):
+    "The `Trainer`'s optimizer, with layer-wise learning rates when `layerwise_lr_decay` is below 1."
+    if self.layerwise_lr_decay == 1.0 or self.optimizer is not None:
+        return Trainer.create_optimizer(self, model)
+    target = self.model if model is None else model
+    optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
+    groups = layerwise_parameter_groups(target, self.args.learning_rate, self.layerwise_lr_decay,
+                                        self.args.weight_decay, set(self.get_decay_parameter_names(target)))
+    self.optimizer = optimizer_cls(groups, **kwargs)
+    return self.optimizer
 
 # %% ../nbs/03_train.ipynb
 _RESUME_IRRELEVANT = {"resume", "report_to", "wandb_project", "logging_steps", "output_dir", "model_dir",
@@ -512,6 +552,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
                            eval_dataset=select_sorted, data_collator=make_collator(tokenizer),
                            processing_class=tokenizer, compute_metrics=recorder.compute_metrics,
                            callbacks=[recorder, *extra, *(callbacks or [])])
+    trainer.layerwise_lr_decay = config.layerwise_lr_decay
     if resume_from:
         logger.warning("resuming %s from %s", config.run_name, resume_from)
     train_output = trainer.train(resume_from_checkpoint=resume_from)
