@@ -19,7 +19,7 @@ from .train import _SEED_IRRELEVANT, TrainConfig, classification_metrics, new_fi
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
            'percent', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
-           'fuzz_table', 'readme_results', 'results_block', 'update_index_results', 'passage_ablation',
+           'epoch_table', 'fuzz_table', 'readme_results', 'results_block', 'update_index_results', 'passage_ablation',
            'ablation_table', 'backend_accuracy', 'backends_table']
 
 # %% ../nbs/07_results.ipynb
@@ -123,6 +123,23 @@ def curve_table(curve: pd.DataFrame) -> str:
 # %% ../nbs/07_results.ipynb
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
+def epoch_table(metrics_path: str | os.PathLike) -> str:
+    "A run's evaluations during training (on its selection split), one row per epoch, and its speed."
+    metrics = json.loads(Path(metrics_path).read_text())
+    split = metrics.get("protocol", {}).get("selected_on", "validation")
+    lines = [f"| `{metrics['run_name']}`, epoch | {split} accuracy | macro F1 | says yes | recall on no | loss |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {e['epoch']:g}{' (chosen)' if e['epoch'] == metrics['best_epoch'] else ''} | {percent(e['accuracy'])} "
+              f"| {e['macro_f1']:.3f} | {percent(e['predicted_yes_rate'])} | {percent(e['recall_no'])} | {e['loss']:.3f} |"
+              for e in metrics.get("epochs", [])]
+    speed = [f"training {metrics['train_examples_per_s']:.1f} examples/s"]
+    if metrics.get("eval_examples_per_s"):
+        speed.append(f"evaluation {metrics['eval_examples_per_s']:.0f} examples/s")
+    speed.append(f"{metrics['wall_time_s'] / 60:.0f} minutes in all")
+    where = metrics.get("environment", {})
+    where = f" ({where['device']}, {where['torch_threads']} threads)" if where else ""
+    return "\n".join(lines) + "\n\n" + ", ".join(speed) + where + "."
+
 def fuzz_table(fuzz_file: str | os.PathLike) -> str:
     "The long fuzzing run (`bench/fuzz.py`'s JSON) as a markdown table."
     fuzz = json.loads(Path(fuzz_file).read_text())
@@ -140,6 +157,9 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
              "Trained on BoolQ train (all 9,427 examples less the 5 % held out for choosing the epoch and the "
              "temperature, or a seeded part of it), evaluated once on all 3,270 dev examples (always \"yes\": 62.2 %):",
              "", configuration_table(current)]
+    full = runs[(runs["selection"] == "holdout") & (runs["n_train"] == runs["n_train"].max())]
+    for run in full["run"]:
+        parts += ["", epoch_table(Path(runs_dir)/run/"metrics.json")]
     curve = learning_curve(runs)
     if len(curve) > 1:
         parts += ["", "What the data buys (the quickstart's recipe at seed 42 on more and more of train; "
@@ -159,7 +179,8 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
         fuzz = json.loads(Path(fuzz_file).read_text())
         parts += ["", f"Generated bad input (`{fuzz['reproduce']}`, seed {fuzz['seed']}, request timeout "
                   f"{fuzz['timeout_s']:g} s; after it the server answered a normal request with HTTP "
-                  f"{fuzz['server_answers_after_http_fuzzing']}):", "", fuzz_table(fuzz_file)]
+                  f"{fuzz['server_answers_after_http_fuzzing']}; error messages counted with their numbers blanked, "
+                  "so one that quotes the bad value counts once per value):", "", fuzz_table(fuzz_file)]
     return "\n".join(parts + [README_END])
 
 def results_block(text: str, where: str = "text") -> str:
