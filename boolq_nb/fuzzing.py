@@ -130,15 +130,18 @@ def jsonl_files(max_lines: int = 12) -> st.SearchStrategy[bytes]:
     "The bytes of a JSON-lines file of `jsonl_lines`."
     return st.lists(jsonl_lines(), max_size=max_lines).map(lambda lines: b"\n".join(lines) + (b"\n" if lines else b""))
 
-_FILE_LINE = re.compile(r":(\d+): ")
+_WHOLE_FILE = re.compile(r": (no \w+ in file|file not found)$")
 
 def data_error_problem(path, error: Exception) -> str | None:
-    "None when `error` is a `BoolQDataError` that names `path` (and a line number when it is about a line)."
+    """None when `error` is a `BoolQDataError` that names `path` and, unless it is about the whole file (no
+    examples in it), the line (`path:N: what`)."""
     if not isinstance(error, BoolQDataError):
         return f"{type(error).__name__}: {error}"
     message = str(error)
     if str(path) not in message:
         return f"error does not name the file: {message[:200]}"
+    if not _WHOLE_FILE.search(message) and not re.search(re.escape(str(path)) + r":\d+: \S", message):
+        return f"error does not name the line: {message[:200]}"
     return None
 
 # %% ../nbs/91_fuzzing.ipynb
