@@ -121,7 +121,7 @@ def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH):
     except json.JSONDecodeError as e:
         raise JSONInputError(e.msg, e.lineno, e.colno) from None
     except RecursionError:  # not reached after the depth check; kept so no input can end in a bare RecursionError
-        raise JSONInputError(f"arrays and objects nested too deep to decode", 1, 1) from None
+        raise JSONInputError("arrays and objects nested too deep to decode", 1, 1) from None
 
 # %% ../nbs/00_data.ipynb
 _MAX_REPORTED_ERRORS = 20
