@@ -70,7 +70,7 @@ def test_score_over_http(server):
     assert ok.status_code == 200 and set(ok.json()) == {"answer", "probability"}  # still answering
 
 
-def _readers(served_model):
+def _readers():
     from boolq_nb.data import read_boolq_jsonl
     from boolq_nb.drift import read_pairs_jsonl
     from boolq_nb.serve import read_predict_jsonl
@@ -80,7 +80,7 @@ def _readers(served_model):
 
 @pytest.mark.parametrize("reader", ["read_boolq_jsonl", "read_pairs_jsonl", "read_predict_jsonl"])
 def test_jsonl_readers_load_or_name_file_and_line(reader, tmp_path_factory):
-    read = _readers(None)[reader]
+    read = _readers()[reader]
     folder = tmp_path_factory.mktemp(reader)
 
     @settings(FUZZ, max_examples=150)
