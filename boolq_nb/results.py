@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import atomic_write_json, load_boolq
+from .data import atomic_write_json, atomic_write_text, load_boolq
 from .drift import mismatched_pairs
 from .train import _SEED_IRRELEVANT, TrainConfig, classification_metrics, new_figure, run_parameters, save_figure
 
@@ -204,7 +204,7 @@ def update_index_results(index: str | os.PathLike, runs_dir: str | os.PathLike,
     if new == text:
         return False
     cell["source"] = new.splitlines(keepends=True)
-    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")  # never a half-written notebook
     return True
 
 # %% ../nbs/07_results.ipynb
