@@ -253,6 +253,9 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         load_best_model_at_end=True, metric_for_best_model="selection_score", greater_is_better=True,
         logging_strategy="steps", logging_steps=config.logging_steps, logging_first_step=True,
         bf16=bf16, fp16=cuda and not bf16, dataloader_pin_memory=cuda,
+        # Said outright on a machine without a GPU: under `accelerate launch --multi_gpu` (torchrun) the processes
+        # then form one gloo group on the CPU; otherwise each would train alone on its own copy of the data.
+        use_cpu=not cuda and not torch.backends.mps.is_available(),
         report_to=config.report_targets or "none", disable_tqdm=True,
     )
 
@@ -530,7 +533,12 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     of train and evaluates the chosen model on the validation split once; "dev" chooses on the validation split."""
     config = replace(config or TrainConfig(), **overrides)
     started = time.time()
-    resume_from = _check_resumable(config)
+    args = training_arguments(config)
+    # Several processes (`accelerate launch`, torchrun) train one model: the main process checks the checkpoints
+    # (and removes a half-written one) before the others look, and only it writes files.
+    with args.main_process_first(desc="checking checkpoints"):
+        resume_from = _check_resumable(config)
+    is_main = args.process_index == 0
     if "wandb" in config.report_targets:
         os.environ.setdefault("WANDB_MODE", "offline")  # no account needed; WANDB_MODE=online to sync
         os.environ["WANDB_PROJECT"] = config.wandb_project
@@ -544,11 +552,12 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     select_split = "holdout" if on_holdout else "validation"
     select_order, select_sorted = _length_sorted(encoded[select_split])
 
-    config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config.checkpoint_dir/"train_config.json", asdict(config))
+    if is_main:
+        config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config.checkpoint_dir/"train_config.json", asdict(config))
     recorder = EvalRecorder()
     extra = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
-    trainer = BoolQTrainer(model=model, args=training_arguments(config), train_dataset=encoded["train"],
+    trainer = BoolQTrainer(model=model, args=args, train_dataset=encoded["train"],
                            eval_dataset=select_sorted, data_collator=make_collator(tokenizer),
                            processing_class=tokenizer, compute_metrics=recorder.compute_metrics,
                            callbacks=[recorder, *extra, *(callbacks or [])])
@@ -615,10 +624,13 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         "train_examples_per_s": round(train_output.metrics["train_samples_per_second"], 2),
         "eval_examples_per_s": eval_speed,
         "truncated_eval_share": float(np.mean(encoded["validation"]["truncated"])),
-        "parameters": asdict(config), "environment": _environment(),
+        "parameters": asdict(config), "environment": {**_environment(), "processes": args.world_size},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     run_dir = config.run_dir
+    if not is_main:  # every process computed the same report from gathered predictions; the main one writes it
+        trainer.accelerator.wait_for_everyone()
+        return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
     YesNoModel(trainer.model, tokenizer, config.max_length, config.use_title, device=trainer.model.device,
                temperature=metrics["temperature"]).save(
         config.final_model_dir, backbone=config.backbone, training=asdict(config),
@@ -633,6 +645,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
                           title=f"{config.run_name}: validation (n={len(labels)})")
     plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name, scaled=scaled)
     atomic_write_json(run_dir/"metrics.json", report)  # last: its presence means the run finished
+    trainer.accelerator.wait_for_everyone()
     return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
 
 # %% ../nbs/03_train.ipynb
@@ -742,6 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary for a multi-process run, from the process that wrote
+        return 0
     summary = {k: result.metrics[k] for k in ("run_name", "accuracy", "f1", "majority_baseline", "collapsed",
                                               "n_train", "n_eval", "wall_time_s")}
     print(json.dumps({**summary, "metrics": str(result.run_dir/"metrics.json"), "model": str(result.model_dir)}))
