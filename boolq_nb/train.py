@@ -253,6 +253,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         load_best_model_at_end=True, metric_for_best_model="selection_score", greater_is_better=True,
         logging_strategy="steps", logging_steps=config.logging_steps, logging_first_step=True,
         bf16=bf16, fp16=cuda and not bf16, dataloader_pin_memory=cuda,
+        tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,  # fp32 matmuls on tensor cores
         # Said outright on a machine without a GPU: under `accelerate launch --multi_gpu` (torchrun) the processes
         # then form one gloo group on the CPU; otherwise each would train alone on its own copy of the data.
         use_cpu=not cuda and not torch.backends.mps.is_available(),
