@@ -1,9 +1,9 @@
 """Training throughput of boolq_nb.train's path against a plain Hugging Face Trainer recipe, in one run.
 
 Both train the same model (the bundled MiniLM unless --backbone says otherwise) on the same BoolQ training examples
-for the same number of optimizer steps, with evaluation off, and report examples per second; FLOP/s are estimated
-from the tokens each batch really computes (padding included) and compared with this machine's measured float32
-matrix-multiply peak.
+for the same number of optimizer steps, with evaluation off, and report examples per second. FLOP/s are estimated
+twice and compared with this machine's measured float32 matrix-multiply peak: `achieved` from the tokens each batch
+computes (padding included), `useful` from the real tokens alone (padding excluded), the work any recipe must do.
 
   baseline: the Trainer with default settings, inputs padded to max_length at tokenization, random batches
   project:  boolq_nb.train's TrainingArguments and BoolQTrainer: no padding at tokenization, per-batch padding
@@ -14,7 +14,10 @@ length grouping changes which examples share a batch, as in every reported run o
 
   python bench/train_speed.py --steps 40 --out bench/results/train_speed.json
 
-A third run trains the project's path with attention_dropout 0 (the fused attention kernel; see 03_train).
+A third run trains the project's path with attention_dropout 0 (the fused attention kernel; see 03_train); the
+report's `default_*` figures are those of whichever path TrainConfig's defaults give. Evaluation is timed too: the
+Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
+batched inference (what boolq-predict and the server use) on the same examples.
 --profile N runs N more steps of each project run under torch.profiler and adds where the time goes (self CPU
 time grouped into matrix products, attention, normalisation and activations, optimizer, embeddings, data loading)
 to the report, with the profiler's table of the top operators next to it (train_speed.profile.txt).
@@ -59,13 +62,14 @@ def flops_per_example(model, seq_len: int) -> float:
 
 
 class BatchShapes(TrainerCallback):
-    "Records the padded shape of every training batch the Trainer runs (by wrapping the collator)."
+    "Records the padded shape and the real lengths of every training batch the Trainer runs (by wrapping the collator)."
     def __init__(self, collator):
-        self.collator, self.shapes = collator, []
+        self.collator, self.shapes, self.lengths = collator, [], []
 
     def __call__(self, features):
         batch = self.collator(features)
         self.shapes.append(tuple(batch["input_ids"].shape))
+        self.lengths.append(batch["attention_mask"].sum(dim=1).tolist())
         return batch
 
 
@@ -83,11 +87,36 @@ def run(name, trainer_cls, args, model, train_dataset, collator, steps, batch_si
     trainer.train()
     seconds = time.perf_counter() - start
     shapes.shapes = shapes.shapes[:steps]  # the dataloader may prefetch one batch more than it trains on
+    lengths = [n for batch in shapes.lengths[:steps] for n in batch]
     flops = sum(b * flops_per_example(model, s) for b, s in shapes.shapes)
+    useful = sum(flops_per_example(model, n) for n in lengths)
     return {"name": name, "seconds": round(seconds, 2), "examples": steps * batch_size,
             "examples_per_s": round(steps * batch_size / seconds, 3),
             "mean_padded_length": round(float(np.mean([s for _, s in shapes.shapes])), 1),
-            "achieved_gflops": round(flops / seconds / 1e9, 2)}
+            "mean_real_length": round(float(np.mean(lengths)), 1),
+            "achieved_gflops": round(flops / seconds / 1e9, 2), "useful_gflops": round(useful / seconds / 1e9, 2)}
+
+
+def time_evaluation(model, tokenizer, dataset, encoded, eval_batch_size, max_length, scratch):
+    "Examples/s of the Trainer's prediction over length-sorted examples, and of YesNoModel's batched inference."
+    from boolq_nb.model import YesNoModel
+    order = np.argsort(encoded["length"], kind="stable")
+    sorted_split = encoded.select(order)
+    args = TrainingArguments(output_dir=f"{scratch}/eval", per_device_eval_batch_size=eval_batch_size,
+                             report_to="none", disable_tqdm=True)
+    trainer = BoolQTrainer(model=model, args=args, data_collator=make_collator(tokenizer))
+    trainer.predict(sorted_split.select(range(min(eval_batch_size, len(sorted_split)))))  # warm up
+    start = time.perf_counter()
+    trainer.predict(sorted_split)
+    trainer_seconds = time.perf_counter() - start
+    yes_no = YesNoModel(model, tokenizer, max_length, use_title=True, device="cpu")
+    start = time.perf_counter()
+    yes_no.predict_proba(dataset["question"], dataset["passage"], dataset["title"])
+    inference_seconds = time.perf_counter() - start
+    n = len(encoded)
+    return {"examples": n, "eval_batch_size": eval_batch_size,
+            "trainer_predict_examples_per_s": round(n / trainer_seconds, 2),
+            "yes_no_model_examples_per_s": round(n / inference_seconds, 2)}
 
 
 # Profiler event names (substrings) -> where the time goes; the first match wins, unmatched time is "other".
@@ -129,6 +158,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--eval-examples", type=int, default=640, help="dev examples for the evaluation timing")
     parser.add_argument("--out", default="bench/results/train_speed.json")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile N steps of each project run (0: no profile)")
@@ -181,7 +211,15 @@ def main(argv=None):
         if tables:
             atomic_write_text(Path(args.out).with_suffix(".profile.txt"), "\n".join(tables))
 
+        dev = load_boolq(args.data_source, max_train_samples=1, max_eval_samples=args.eval_examples)["validation"]
+        dev_encoded = tokenize_boolq(dev, tokenizer, args.max_length, use_title=True)
+        model.eval()
+        evaluation = time_evaluation(model, tokenizer, dev, dev_encoded, config.eval_batch_size, args.max_length,
+                                     scratch)
+        print(evaluation, flush=True)
+
     baseline, project, fused = results
+    default = fused if TrainConfig().attention_dropout == 0 else project
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
               "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "peak_gflops": round(peak, 1),
@@ -193,6 +231,11 @@ def main(argv=None):
               "no_attention_dropout_examples_per_s": fused["examples_per_s"],
               "no_attention_dropout_speedup": round(fused["examples_per_s"] / baseline["examples_per_s"], 2),
               "no_attention_dropout_achieved_gflops": fused["achieved_gflops"],
+              "default_path": default["name"], "default_examples_per_s": default["examples_per_s"],
+              "default_speedup": round(default["examples_per_s"] / baseline["examples_per_s"], 2),
+              "default_useful_gflops": default["useful_gflops"],
+              "default_useful_share_of_peak": round(default["useful_gflops"] / peak, 3),
+              "evaluation": evaluation,
               "runs": results, "profile": profiles or None,
               "command": "python " + " ".join(sys.argv)}
     atomic_write_json(args.out, report)
