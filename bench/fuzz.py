@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT/"bench"))
 
-from boolq_nb.data import atomic_write_json, read_boolq_jsonl  # noqa: E402
+from boolq_nb.data import read_boolq_jsonl  # noqa: E402
 from boolq_nb.drift import read_pairs_jsonl  # noqa: E402
 from boolq_nb.fuzzing import data_error_problem, fuzz_target, jsonl_files, score_bodies, score_outcome_problem  # noqa: E402
+from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
 from boolq_nb.serve import (ScoreRequestError, ScoringService, ServeSettings, load_model, predict_jsonl,  # noqa: E402
                             read_predict_jsonl)

@@ -31,7 +31,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from boolq_nb.data import atomic_write_json, read_boolq_jsonl  # noqa: E402
+from boolq_nb.data import read_boolq_jsonl  # noqa: E402
+from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
 from boolq_nb.testing import tiny_boolq_records  # noqa: E402
 

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from boolq_nb.data import atomic_write_json, atomic_write_text, load_boolq
+from boolq_nb.data import load_boolq
 from boolq_nb.features import make_collator, passage_text, tokenize_boolq
+from boolq_nb.io import atomic_write_json, atomic_write_text
 from boolq_nb.model import load_backbone
 from boolq_nb.train import BoolQTrainer, TrainConfig, training_arguments
 

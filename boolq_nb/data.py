@@ -5,24 +5,27 @@
 # %% ../nbs/00_data.ipynb 2
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 
+from .io import JSONLinesError, line_problems_error
+from .io import iter_jsonl_objects as _iter_jsonl  # wrapped below: data problems are all BoolQDataError
+# Public API that lived here before boolq_nb.io existed, still imported from here by users and by 06_serve: the one
+# place this module re-exports names it does not use.
+from .io import (  # noqa: F401
+    JSONInputError, atomic_directory, atomic_path, atomic_write_json, atomic_write_text, parse_json)
+
 # %% auto 0
-__all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'MAX_JSON_DEPTH', 'LOCAL_FORMATS', 'HOLDOUT_SEED',
-           'BoolQDataError', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_directory',
-           'JSONInputError', 'json_nesting_problem', 'parse_json', 'text_field_problem', 'parse_label',
-           'iter_jsonl_objects', 'raise_line_problems', 'read_boolq_jsonl', 'LocalFormat', 'resolve_source',
-           'detect_local_format', 'take_subset', 'split_holdout', 'load_boolq', 'majority_baseline']
+__all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'LOCAL_FORMATS', 'HOLDOUT_SEED', 'BoolQDataError',
+           'text_field_problem', 'parse_label', 'iter_jsonl_objects', 'raise_line_problems', 'read_boolq_jsonl',
+           'LocalFormat', 'resolve_source', 'detect_local_format', 'take_subset', 'split_holdout', 'load_boolq',
+           'majority_baseline']
 
 # %% ../nbs/00_data.ipynb
 BOOLQ_HUB_ID = "google/boolq"
@@ -39,92 +42,6 @@ class BoolQDataError(ValueError):
     "BoolQ data could not be read: the message names the file, line and field, or the source that failed."
 
 # %% ../nbs/00_data.ipynb
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    "Yield a temporary path next to `path`; on success it atomically replaces `path`, on error it is removed."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    "Write `text` to `path` atomically (fsynced before the rename)."
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    return Path(path)
-
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    "Write `obj` as indented JSON to `path` atomically."
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-@contextmanager
-def atomic_directory(path: str | os.PathLike):
-    "Yield an empty staging folder next to `path`; on success it replaces `path` whole, on error it is removed."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.saving-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        if path.exists():
-            path.rename(old)  # two renames: never a moment without a complete folder on disk, bar the instant between
-        staging.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-# %% ../nbs/00_data.ipynb
-MAX_JSON_DEPTH = 32
-
-class JSONInputError(ValueError):
-    "Text that is not JSON this project accepts: `what` is wrong at `line` and `column` (both from 1)."
-    def __init__(self, what: str, line: int, column: int):
-        self.what, self.line, self.column = what, line, column
-        super().__init__(f"{what} at line {line} column {column}")
-
-_JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')  # a string (maybe unclosed) or a bracket
-
-def _line_and_column(text: str, position: int) -> tuple[int, int]:
-    return text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
-
-def json_nesting_problem(text: str, max_depth: int = MAX_JSON_DEPTH) -> JSONInputError | None:
-    "A `JSONInputError` at the first bracket that nests deeper than `max_depth` (strings skipped), or None."
-    if text.count("[") + text.count("{") <= max_depth:  # cannot nest too deep: most texts cost two counts
-        return None
-    depth = 0
-    for match in _JSON_STRING_OR_BRACKET.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            if depth > max_depth:
-                return JSONInputError(f"arrays and objects nested deeper than {max_depth} levels",
-                                      *_line_and_column(text, match.start()))
-        elif token in "]}":
-            depth -= 1
-    return None
-
-def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH):
-    "`text` decoded as JSON, or a `JSONInputError` naming what is wrong and where."
-    if (problem := json_nesting_problem(text, max_depth)) is not None:
-        raise problem
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise JSONInputError(e.msg, e.lineno, e.colno) from None
-    except RecursionError:  # not reached after the depth check; kept so no input can end in a bare RecursionError
-        raise JSONInputError("arrays and objects nested too deep to decode", 1, 1) from None
-
-# %% ../nbs/00_data.ipynb
-_MAX_REPORTED_ERRORS = 20
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def text_field_problem(record: dict, field: str, required: bool = True, allow_empty: bool = False) -> str | None:
@@ -152,37 +69,19 @@ def parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
         return value, None
     return None, f"field '{field}' must be a boolean{' or 0/1' if field == 'label' else ''}, got {value!r:.40}"
 
+# %% ../nbs/00_data.ipynb
 def iter_jsonl_objects(path: str | os.PathLike):
-    """Each non-blank line of a JSON-lines file as `(line number, object, None)`, or `(line number, None, problem)`
-    when the line is not UTF-8, not JSON, or not a JSON object. Streams: one line in memory at a time."""
-    path = Path(path)
-    if not path.is_file():
-        raise BoolQDataError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield line_no, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = parse_json(line)
-            except JSONInputError as e:
-                yield line_no, None, f"not valid JSON ({e.what} at column {e.column})"
-                continue
-            if not isinstance(record, dict):
-                yield line_no, None, f"expected a JSON object, got {type(record).__name__}"
-                continue
-            yield line_no, record, None
+    """`boolq_nb.io.iter_jsonl_objects` for data files: a file that is not there is a `BoolQDataError`, like every
+    other problem with the data, so callers of a data reader catch one error type."""
+    try:
+        yield from _iter_jsonl(path)
+    except JSONLinesError as e:
+        raise BoolQDataError(str(e)) from None
 
 def raise_line_problems(path: str | os.PathLike, problems: list[str]):
     "Raise one `BoolQDataError` listing `problems` ('file:line: what') of `path`, if there are any."
-    if problems:
-        shown = "\n  ".join(problems[:_MAX_REPORTED_ERRORS])
-        more = f"\n  ... and {len(problems) - _MAX_REPORTED_ERRORS} more" if len(problems) > _MAX_REPORTED_ERRORS else ""
-        raise BoolQDataError(f"{path}: {len(problems)} invalid line(s):\n  {shown}{more}")
+    if (error := line_problems_error(path, problems, BoolQDataError)) is not None:
+        raise error
 
 def read_boolq_jsonl(path: str | os.PathLike, label_field: str = "answer") -> dict[str, list]:
     "Read and validate one BoolQ jsonl file into columns `question`, `passage`, `title`, `label`."
@@ -280,6 +179,7 @@ def _load_hub(source: str) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": _dataset(_hub_split_to_columns(raw["train"], source, "train")),
                                  "validation": _dataset(_hub_split_to_columns(raw[eval_split], source, eval_split))})
 
+# %% ../nbs/00_data.ipynb
 def take_subset(ds: datasets.Dataset, n: int | None, seed: int = 42) -> datasets.Dataset:
     "A seeded random subset of `n` examples (all of `ds` when `n` is None or not smaller)."
     if n is None or n >= len(ds):
@@ -307,6 +207,7 @@ def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = HOLDOUT_SEE
     rest = [i for i in range(len(ds)) if i not in held_set]
     return ds.select(rest), ds.select(sorted(held))
 
+# %% ../nbs/00_data.ipynb
 def load_boolq(source: str | os.PathLike | None = None, max_train_samples: int | None = None,
                max_eval_samples: int | None = None, seed: int = 42, holdout_fraction: float = 0.0
                ) -> datasets.DatasetDict:

@@ -23,9 +23,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torchdrift
+from fastcore.basics import patch
 from torchdrift.detectors import KernelMMDDriftDetector
 
-from .data import BoolQDataError, iter_jsonl_objects, raise_line_problems, text_field_problem, atomic_directory, atomic_write_json, load_boolq, take_subset
+from .data import BoolQDataError, iter_jsonl_objects, load_boolq, raise_line_problems, take_subset, text_field_problem
+from .evaluate import new_figure, save_figure
+from .io import atomic_directory, atomic_write_json
 from .model import YesNoModel, probability_yes
 
 # %% auto 0
@@ -198,60 +201,6 @@ class DriftMonitor:
             return self.reference.shape[1]
         return self.model.model.config.hidden_size if self.model is not None else None
 
-    def features(self, questions: list[str], passages: list[str], titles: list[str] | None = None) -> torch.Tensor:
-        "The model's pooled representation of each pair (what `test_features` takes)."
-        if self.model is None:
-            raise ValueError("this DriftMonitor has no model: pass one to DriftMonitor(model) or DriftMonitor.load, "
-                             "or use fit_features/test_features with precomputed features")
-        return pair_features(self.model, questions, passages, titles, self.batch_size, self.pooling).features
-
-    def fit_features(self, reference: torch.Tensor) -> "DriftMonitor":
-        "Use `reference` (n, hidden_size) as the sample of the expected distribution."
-        reference = self._checked(reference, "reference", self.model.model.config.hidden_size if self.model else None)
-        if len(reference) < 10:
-            raise ValueError(f"reference: need at least 10 examples for a useful test, got {len(reference)}")
-        self.reference = reference
-        self.pca = PCA.fit(reference[self._pca_half()[0]], self.pca_dims, self.seed) if self.pca_dims else None
-        self._fit_detector()
-        return self
-
-    def _pca_half(self) -> tuple[torch.Tensor, torch.Tensor]:
-        "A seeded split of the reference: rows that fit the PCA, rows the test compares against."
-        order = torch.as_tensor(np.random.default_rng(self.seed).permutation(len(self.reference)))
-        return order[:len(order) // 2], order[len(order) // 2:]
-
-    def _fit_detector(self):
-        # PCA fitted on the very rows the test uses as reference makes those rows special: the top components of a
-        # few hundred points in hundreds of dimensions follow their own noise, so new points from the same
-        # distribution look different (measured: 60 % false alarms at alpha 0.05 on real BoolQ features, 100 % on
-        # Gaussian noise below). So with PCA the reference is split: one half fits it, the other is the reference.
-        rows = self._pca_half()[1] if self.pca is not None else slice(None)
-        self.detector.fit(self._project(self.reference[rows]))
-
-    def fit(self, questions: list[str], passages: list[str], titles: list[str] | None = None) -> "DriftMonitor":
-        "Fit on reference pairs (typically a sample of the training data)."
-        return self.fit_features(self.features(questions, passages, titles))
-
-    def test_features(self, features: torch.Tensor) -> DriftResult:
-        "Test one batch of features against the reference."
-        if self.reference is None:
-            raise ValueError("DriftMonitor is not fitted: call fit(questions, passages) or fit_features(tensor) first")
-        features = self._checked(features, "batch", self.hidden_size)
-        projected = self._project(features)
-        score, p_value = self.detector.predict_shift_from_features(self.detector.base_outputs, projected,
-                                                                   compute_score=True, compute_p_value=True)
-        return DriftResult(float(score), float(p_value), bool(p_value <= self.alpha), len(features))
-
-    def test(self, questions: list[str], passages: list[str], titles: list[str] | None = None) -> DriftResult:
-        "Test one batch of (question, passage) pairs: score, p-value, drift decision at `alpha`, batch size."
-        questions, passages, titles = _check_pairs(questions, passages, titles, "batch")
-        if len(questions) < 2:
-            raise ValueError(f"batch: need at least 2 pairs for the MMD test, got {len(questions)}")
-        return self.test_features(self.features(questions, passages, titles))
-
-    def _project(self, features: torch.Tensor) -> torch.Tensor:
-        return self.pca(features) if self.pca is not None else features
-
     @staticmethod
     def _checked(features, what: str, hidden_size: int | None) -> torch.Tensor:
         features = torch.as_tensor(features)
@@ -267,65 +216,134 @@ class DriftMonitor:
             raise ValueError(f"{what}: features contain NaN or infinite values")
         return features
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        "Write `monitor.json` and `reference.npz` to `directory`, replacing it atomically."
-        if self.reference is None:
-            raise ValueError("cannot save an unfitted DriftMonitor")
-        directory = Path(directory)
-        header = {"format": MONITOR_FORMAT, "model_fingerprint": self.fingerprint,
-                  "model": _model_summary(self.model) if self.model is not None else None,
-                  "alpha": self.alpha, "n_perm": self.n_perm, "pca_dims": self.pca_dims, "pooling": self.pooling,
-                  "seed": self.seed, "batch_size": self.batch_size, "n_reference": len(self.reference),
-                  "hidden_size": self.hidden_size, "torchdrift": TORCHDRIFT_VERSION,
-                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        arrays = {"reference": self.reference.numpy()}
-        if self.pca is not None:
-            arrays.update(pca_mean=self.pca.mean.numpy(), pca_components=self.pca.components.numpy())
-        with atomic_directory(directory) as staging:
-            np.savez(staging/REFERENCE_FILE, **arrays)
-            atomic_write_json(staging/MONITOR_FILE, header)
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, model: YesNoModel | None = None,
-             check_model: bool = True) -> "DriftMonitor":
-        "A monitor saved by `save`; with `model`, checks that it was fitted for exactly that model."
-        directory = Path(directory)
-        header_path, arrays_path = directory/MONITOR_FILE, directory/REFERENCE_FILE
-        if not header_path.is_file() or not arrays_path.is_file():
-            raise FileNotFoundError(f"{directory}: not a drift monitor folder (needs {MONITOR_FILE} and "
-                                    f"{REFERENCE_FILE}); fit one with DriftMonitor(model).fit(...).save(dir)")
-        header = json.loads(header_path.read_text())
-        if header.get("format") != MONITOR_FORMAT:
-            raise ValueError(f"{header_path}: unknown format {header.get('format')!r}, expected {MONITOR_FORMAT!r}")
-        monitor = cls(None, header["alpha"], header["n_perm"], header["pca_dims"], header["pooling"], header["seed"],
-                      header["batch_size"])
-        if model is not None:
-            fingerprint = model_fingerprint(model)
-            if check_model and fingerprint != header["model_fingerprint"]:
-                raise DriftMonitorMismatch(
-                    f"{directory}: this drift monitor was fitted for another model (fingerprint "
-                    f"{str(header['model_fingerprint'])[:12]}, {header['model']}) than the one given "
-                    f"({fingerprint[:12]}, {_model_summary(model)}); its reference features do not describe this "
-                    "model's inputs. Refit it: DriftMonitor(model).fit(questions, passages).save(dir)")
-            monitor.model, monitor.fingerprint = model, fingerprint
-        else:
-            monitor.fingerprint = header["model_fingerprint"]
-        with np.load(arrays_path, allow_pickle=False) as arrays:
-            reference = torch.from_numpy(arrays["reference"])
-            pca = PCA(torch.from_numpy(arrays["pca_mean"]), torch.from_numpy(arrays["pca_components"])) \
-                if "pca_components" in arrays else None
-        if model is not None and reference.shape[1] != model.model.config.hidden_size:
-            raise DriftMonitorMismatch(f"{directory}: reference features have {reference.shape[1]} dimensions, the "
-                                       f"model's hidden size is {model.model.config.hidden_size}")
-        monitor.reference, monitor.pca = reference, pca
-        monitor._fit_detector()
-        return monitor
+    def _project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.pca(features) if self.pca is not None else features
 
     def __repr__(self):
         fitted = f"{len(self.reference)} reference examples" if self.reference is not None else "not fitted"
         return (f"DriftMonitor({fitted}, alpha={self.alpha}, n_perm={self.n_perm}, pca_dims={self.pca_dims}, "
                 f"pooling={self.pooling})")
+
+# %% ../nbs/05_drift.ipynb
+@patch
+def features(self: DriftMonitor, questions: list[str], passages: list[str],
+             titles: list[str] | None = None) -> torch.Tensor:
+    "The model's pooled representation of each pair (what `test_features` takes)."
+    if self.model is None:
+        raise ValueError("this DriftMonitor has no model: pass one to DriftMonitor(model) or DriftMonitor.load, "
+                         "or use fit_features/test_features with precomputed features")
+    return pair_features(self.model, questions, passages, titles, self.batch_size, self.pooling).features
+
+@patch
+def fit_features(self: DriftMonitor, reference: torch.Tensor) -> "DriftMonitor":
+    "Use `reference` (n, hidden_size) as the sample of the expected distribution."
+    reference = self._checked(reference, "reference", self.model.model.config.hidden_size if self.model else None)
+    if len(reference) < 10:
+        raise ValueError(f"reference: need at least 10 examples for a useful test, got {len(reference)}")
+    self.reference = reference
+    self.pca = PCA.fit(reference[self._pca_half()[0]], self.pca_dims, self.seed) if self.pca_dims else None
+    self._fit_detector()
+    return self
+
+@patch
+def _pca_half(self: DriftMonitor) -> tuple[torch.Tensor, torch.Tensor]:
+    "A seeded split of the reference: rows that fit the PCA, rows the test compares against."
+    order = torch.as_tensor(np.random.default_rng(self.seed).permutation(len(self.reference)))
+    return order[:len(order) // 2], order[len(order) // 2:]
+
+@patch
+def _fit_detector(self: DriftMonitor):
+    # PCA fitted on the very rows the test uses as reference makes those rows special: the top components of a
+    # few hundred points in hundreds of dimensions follow their own noise, so new points from the same
+    # distribution look different (measured: 60 % false alarms at alpha 0.05 on real BoolQ features, 100 % on
+    # Gaussian noise below). So with PCA the reference is split: one half fits it, the other is the reference.
+    rows = self._pca_half()[1] if self.pca is not None else slice(None)
+    self.detector.fit(self._project(self.reference[rows]))
+
+@patch
+def fit(self: DriftMonitor, questions: list[str], passages: list[str],
+        titles: list[str] | None = None) -> "DriftMonitor":
+    "Fit on reference pairs (typically a sample of the training data)."
+    return self.fit_features(self.features(questions, passages, titles))
+
+# %% ../nbs/05_drift.ipynb
+@patch
+def test_features(self: DriftMonitor, features: torch.Tensor) -> DriftResult:
+    "Test one batch of features against the reference."
+    if self.reference is None:
+        raise ValueError("DriftMonitor is not fitted: call fit(questions, passages) or fit_features(tensor) first")
+    features = self._checked(features, "batch", self.hidden_size)
+    projected = self._project(features)
+    score, p_value = self.detector.predict_shift_from_features(self.detector.base_outputs, projected,
+                                                               compute_score=True, compute_p_value=True)
+    return DriftResult(float(score), float(p_value), bool(p_value <= self.alpha), len(features))
+
+@patch
+def test(self: DriftMonitor, questions: list[str], passages: list[str],
+         titles: list[str] | None = None) -> DriftResult:
+    "Test one batch of (question, passage) pairs: score, p-value, drift decision at `alpha`, batch size."
+    questions, passages, titles = _check_pairs(questions, passages, titles, "batch")
+    if len(questions) < 2:
+        raise ValueError(f"batch: need at least 2 pairs for the MMD test, got {len(questions)}")
+    return self.test_features(self.features(questions, passages, titles))
+
+# %% ../nbs/05_drift.ipynb
+@patch
+def save(self: DriftMonitor, directory: str | os.PathLike) -> Path:
+    "Write `monitor.json` and `reference.npz` to `directory`, replacing it atomically."
+    if self.reference is None:
+        raise ValueError("cannot save an unfitted DriftMonitor")
+    directory = Path(directory)
+    header = {"format": MONITOR_FORMAT, "model_fingerprint": self.fingerprint,
+              "model": _model_summary(self.model) if self.model is not None else None,
+              "alpha": self.alpha, "n_perm": self.n_perm, "pca_dims": self.pca_dims, "pooling": self.pooling,
+              "seed": self.seed, "batch_size": self.batch_size, "n_reference": len(self.reference),
+              "hidden_size": self.hidden_size, "torchdrift": TORCHDRIFT_VERSION,
+              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    arrays = {"reference": self.reference.numpy()}
+    if self.pca is not None:
+        arrays.update(pca_mean=self.pca.mean.numpy(), pca_components=self.pca.components.numpy())
+    with atomic_directory(directory) as staging:
+        np.savez(staging/REFERENCE_FILE, **arrays)
+        atomic_write_json(staging/MONITOR_FILE, header)
+    return directory
+
+# %% ../nbs/05_drift.ipynb
+@patch(cls_method=True)
+def load(cls: DriftMonitor, directory: str | os.PathLike, model: YesNoModel | None = None,
+         check_model: bool = True) -> "DriftMonitor":
+    "A monitor saved by `save`; with `model`, checks that it was fitted for exactly that model."
+    directory = Path(directory)
+    header_path, arrays_path = directory/MONITOR_FILE, directory/REFERENCE_FILE
+    if not header_path.is_file() or not arrays_path.is_file():
+        raise FileNotFoundError(f"{directory}: not a drift monitor folder (needs {MONITOR_FILE} and "
+                                f"{REFERENCE_FILE}); fit one with DriftMonitor(model).fit(...).save(dir)")
+    header = json.loads(header_path.read_text())
+    if header.get("format") != MONITOR_FORMAT:
+        raise ValueError(f"{header_path}: unknown format {header.get('format')!r}, expected {MONITOR_FORMAT!r}")
+    monitor = cls(None, header["alpha"], header["n_perm"], header["pca_dims"], header["pooling"], header["seed"],
+                  header["batch_size"])
+    if model is not None:
+        fingerprint = model_fingerprint(model)
+        if check_model and fingerprint != header["model_fingerprint"]:
+            raise DriftMonitorMismatch(
+                f"{directory}: this drift monitor was fitted for another model (fingerprint "
+                f"{str(header['model_fingerprint'])[:12]}, {header['model']}) than the one given "
+                f"({fingerprint[:12]}, {_model_summary(model)}); its reference features do not describe this "
+                "model's inputs. Refit it: DriftMonitor(model).fit(questions, passages).save(dir)")
+        monitor.model, monitor.fingerprint = model, fingerprint
+    else:
+        monitor.fingerprint = header["model_fingerprint"]
+    with np.load(arrays_path, allow_pickle=False) as arrays:
+        reference = torch.from_numpy(arrays["reference"])
+        pca = PCA(torch.from_numpy(arrays["pca_mean"]), torch.from_numpy(arrays["pca_components"])) \
+            if "pca_components" in arrays else None
+    if model is not None and reference.shape[1] != model.model.config.hidden_size:
+        raise DriftMonitorMismatch(f"{directory}: reference features have {reference.shape[1]} dimensions, the "
+                                   f"model's hidden size is {model.model.config.hidden_size}")
+    monitor.reference, monitor.pca = reference, pca
+    monitor._fit_detector()
+    return monitor
 
 # %% ../nbs/05_drift.ipynb
 SHIFTS = ("mismatched_pairs", "first_sentence", "typos", "question_only", "other_domain")
@@ -468,9 +486,6 @@ def rejection_rate(monitor: DriftMonitor, pool: torch.Tensor, batch_size: int, n
 # %% ../nbs/05_drift.ipynb
 def plot_detection(detection: dict, false_alarm: dict, alpha: float, path: str | os.PathLike) -> Path:
     "Detection rate against batch size for each shift, with the false-alarm rate and `alpha`."
-    # Imported here: boolq_nb.train pulls in the Trainer, which the command line does not need (and which prints
-    # a wandb notice on stdout, where boolq-drift writes its JSON).
-    from boolq_nb.train import new_figure, save_figure
     fig = new_figure(7.5, 4.2)
     ax = fig.subplots()
     for shift, rates in detection.items():
@@ -504,6 +519,7 @@ def read_pairs_jsonl(path: str | os.PathLike) -> dict[str, list[str]]:
         raise BoolQDataError(f"{path}: no pairs in file")
     return pairs
 
+# %% ../nbs/05_drift.ipynb
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boolq-drift", description="Test whether incoming (question, passage) "
                                      "pairs drift from a reference sample, in a trained model's representation.")

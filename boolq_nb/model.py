@@ -20,11 +20,13 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .data import LABEL_NAMES, atomic_directory, atomic_write_json
+from .data import LABEL_NAMES
+from .io import atomic_directory, atomic_write_json
 from .features import encode_pairs, make_collator
 
 # %% auto 0
@@ -273,6 +275,7 @@ def check_temperature(temperature, where: str = "") -> float:
         raise ValueError(f"{where + ': ' if where else ''}temperature must be a positive number, got {temperature!r}")
     return float(temperature)
 
+# %% ../nbs/02_model.ipynb
 def _best_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -300,66 +303,72 @@ class YesNoModel:
         model, tokenizer = load_backbone(name, pooling=pooling)
         return cls(model, tokenizer, max_length, use_title, info={"backbone": name}, **kwargs)
 
-    def batches(self, questions: list[str], passages: list[str], titles: list[str] | None = None,
-                batch_size: int = 32) -> Iterator[tuple[np.ndarray, dict, list[bool]]]:
-        "Padded model inputs in batches of similar length: (positions in the input, tensors on device, truncated)."
-        enc = encode_pairs(self.tokenizer, questions, passages, titles, self.max_length, self.use_title)
-        order = np.argsort(enc["length"], kind="stable")  # similar lengths together: little padding
-        keys = [k for k in enc if k not in ("length", "truncated")]
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = self._collate([{k: enc[k][i] for k in keys} for i in idx])
-            yield idx, {k: v.to(self.device) for k, v in batch.items()}, [enc["truncated"][i] for i in idx]
-
-    @torch.inference_mode()
-    def predict_proba(self, questions: list[str], passages: list[str], titles: list[str] | None = None,
-                      batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        "P(yes) for each pair, and whether each passage was truncated."
-        probs, truncated = np.zeros(len(questions)), np.zeros(len(questions), dtype=bool)
-        for idx, batch, cut in self.batches(questions, passages, titles, batch_size):
-            probs[idx] = probability_yes(self.model(**batch).logits, self.temperature)
-            truncated[idx] = cut
-        return probs, truncated
-
-    def predict(self, questions: str | list[str], passages: str | list[str], titles: list[str] | None = None,
-                batch_size: int = 32) -> list[YesNoPrediction]:
-        "Answer each (question, passage) pair, in input order."
-        if isinstance(questions, str): questions = [questions]
-        if isinstance(passages, str): passages = [passages]
-        probs, truncated = self.predict_proba(questions, passages, titles, batch_size)
-        return [YesNoPrediction(bool(p >= 0.5), float(p), bool(t)) for p, t in zip(probs, truncated)]
-
-    def save(self, directory: str | os.PathLike, **info) -> Path:
-        "Save in `save_pretrained` layout plus `boolq_nb.json`; the folder is replaced atomically."
-        self.info.update(info)
-        with atomic_directory(directory) as staging:
-            self.model.save_pretrained(staging)
-            self.tokenizer.save_pretrained(staging)
-            atomic_write_json(staging/MODEL_INFO_FILE, {"max_length": self.max_length, "use_title": self.use_title,
-                                                        "pooling": self.pooling, "temperature": self.temperature,
-                                                        "label_names": list(LABEL_NAMES), **self.info})
-        return Path(directory)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> "YesNoModel":
-        "Load a model saved by `save`."
-        directory = Path(directory)
-        info_path = directory/MODEL_INFO_FILE
-        if not info_path.is_file():
-            raise FileNotFoundError(f"{directory}: not a boolq_nb model folder (no {MODEL_INFO_FILE}); "
-                                    "for a plain pretrained model use load_backbone()")
-        info = json.loads(info_path.read_text())
-        pooling = info.pop("pooling", "cls")  # models saved before pooling was a choice used the first token
-        check_pooling(pooling, str(info_path))
-        temperature = check_temperature(info.pop("temperature", 1.0), str(info_path))  # older folders: plain softmax
-        model = (MeanPoolingClassifier.load(directory) if pooling == "mean"
-                 else AutoModelForSequenceClassification.from_pretrained(directory))
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        return cls(model, tokenizer, max_length=info.pop("max_length"), use_title=info.pop("use_title"),
-                   info=info, device=device, temperature=temperature)
-
     def __repr__(self):
         n_params = sum(p.numel() for p in self.model.parameters())
         return (f"YesNoModel({self.model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
                 f"pooling={self.pooling}, max_length={self.max_length}, use_title={self.use_title}, "
                 f"temperature={self.temperature:.3g}, device={self.device})")
+
+# %% ../nbs/02_model.ipynb
+@patch
+def batches(self: YesNoModel, questions: list[str], passages: list[str], titles: list[str] | None = None,
+            batch_size: int = 32) -> Iterator[tuple[np.ndarray, dict, list[bool]]]:
+    "Padded model inputs in batches of similar length: (positions in the input, tensors on device, truncated)."
+    enc = encode_pairs(self.tokenizer, questions, passages, titles, self.max_length, self.use_title)
+    order = np.argsort(enc["length"], kind="stable")  # similar lengths together: little padding
+    keys = [k for k in enc if k not in ("length", "truncated")]
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = self._collate([{k: enc[k][i] for k in keys} for i in idx])
+        yield idx, {k: v.to(self.device) for k, v in batch.items()}, [enc["truncated"][i] for i in idx]
+
+@patch
+@torch.inference_mode()
+def predict_proba(self: YesNoModel, questions: list[str], passages: list[str], titles: list[str] | None = None,
+                  batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    "P(yes) for each pair, and whether each passage was truncated."
+    probs, truncated = np.zeros(len(questions)), np.zeros(len(questions), dtype=bool)
+    for idx, batch, cut in self.batches(questions, passages, titles, batch_size):
+        probs[idx] = probability_yes(self.model(**batch).logits, self.temperature)
+        truncated[idx] = cut
+    return probs, truncated
+
+@patch
+def predict(self: YesNoModel, questions: str | list[str], passages: str | list[str], titles: list[str] | None = None,
+            batch_size: int = 32) -> list[YesNoPrediction]:
+    "Answer each (question, passage) pair, in input order."
+    if isinstance(questions, str): questions = [questions]
+    if isinstance(passages, str): passages = [passages]
+    probs, truncated = self.predict_proba(questions, passages, titles, batch_size)
+    return [YesNoPrediction(bool(p >= 0.5), float(p), bool(t)) for p, t in zip(probs, truncated)]
+
+# %% ../nbs/02_model.ipynb
+@patch
+def save(self: YesNoModel, directory: str | os.PathLike, **info) -> Path:
+    "Save in `save_pretrained` layout plus `boolq_nb.json`; the folder is replaced atomically."
+    self.info.update(info)
+    with atomic_directory(directory) as staging:
+        self.model.save_pretrained(staging)
+        self.tokenizer.save_pretrained(staging)
+        atomic_write_json(staging/MODEL_INFO_FILE, {"max_length": self.max_length, "use_title": self.use_title,
+                                                    "pooling": self.pooling, "temperature": self.temperature,
+                                                    "label_names": list(LABEL_NAMES), **self.info})
+    return Path(directory)
+
+@patch(cls_method=True)
+def load(cls: YesNoModel, directory: str | os.PathLike, device: str | torch.device | None = None) -> "YesNoModel":
+    "Load a model saved by `save`."
+    directory = Path(directory)
+    info_path = directory/MODEL_INFO_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{directory}: not a boolq_nb model folder (no {MODEL_INFO_FILE}); "
+                                "for a plain pretrained model use load_backbone()")
+    info = json.loads(info_path.read_text())
+    pooling = info.pop("pooling", "cls")  # models saved before pooling was a choice used the first token
+    check_pooling(pooling, str(info_path))
+    temperature = check_temperature(info.pop("temperature", 1.0), str(info_path))  # older folders: plain softmax
+    model = (MeanPoolingClassifier.load(directory) if pooling == "mean"
+             else AutoModelForSequenceClassification.from_pretrained(directory))
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return cls(model, tokenizer, max_length=info.pop("max_length"), use_title=info.pop("use_title"),
+               info=info, device=device, temperature=temperature)

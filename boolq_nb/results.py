@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import atomic_write_json, atomic_write_text, load_boolq
+from .data import load_boolq
 from .drift import mismatched_pairs
-from .train import _SEED_IRRELEVANT, TrainConfig, classification_metrics, new_figure, run_parameters, save_figure
+from .evaluate import classification_metrics, new_figure, save_figure
+from .io import atomic_write_json, atomic_write_text
+from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
@@ -42,7 +44,7 @@ def configuration_name(parameters: dict) -> str:
     "The settings that set a run apart from `TrainConfig`'s defaults (seed and bookkeeping aside), as one string."
     defaults = TrainConfig(run_name="defaults")
     shown = {k: v for k, v in parameters.items()  # data and selection have columns of their own
-             if k not in _SEED_IRRELEVANT | {"data_source", "selection"} and getattr(defaults, k, None) != v}
+             if k not in SEED_IRRELEVANT | {"data_source", "selection"} and getattr(defaults, k, None) != v}
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(shown.items())) or "defaults"
 
 def read_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
@@ -148,6 +150,7 @@ def fuzz_table(fuzz_file: str | os.PathLike) -> str:
               for name, t in fuzz["targets"].items()]
     return "\n".join(lines)
 
+# %% ../nbs/07_results.ipynb
 def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | None = None) -> str:
     "The README's results block (between `README_START` and `README_END`), made from `runs_dir` (and `fuzz_file`)."
     runs = read_runs(runs_dir)

@@ -16,7 +16,6 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -29,28 +28,27 @@ from transformers import (EarlyStoppingCallback, EvalPrediction, Trainer, Traine
                           set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import (
-    LABEL_NAMES, atomic_path, atomic_write_json, atomic_write_text, iter_jsonl_objects, load_boolq, raise_line_problems,
-    resolve_source)
+from .data import load_boolq, resolve_source
+from .evaluate import (
+    classification_metrics, collapse_warning, expected_calibration_error, fit_temperature, plot_confusion_matrix,
+    plot_learning_curves, plot_reliability, rescale_probabilities, temperature_scaling)
+# Public API that lived here before boolq_nb.evaluate existed (the commands recorded in runs/results.ipynb import
+# write_calibration_summary from here): the only names this module re-exports without using them.
+from .evaluate import calibration_summary, read_predictions, write_calibration_summary  # noqa: F401
 from .features import make_collator, tokenize_boolq
+from .io import atomic_write_json, atomic_write_text
 from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
 
 logger = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['logger', 'SELECTIONS', 'COLLAPSE_SHARE', 'SEED_SUMMARY_METRICS', 'coerce_param', 'TrainConfig', 'load_param_file',
-           'classification_metrics', 'collapse_warning', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
-           'layer_depth', 'layerwise_parameter_groups', 'last_complete_checkpoint', 'new_figure', 'save_figure',
-           'plot_learning_curves', 'plot_confusion_matrix', 'calibration_bins', 'expected_calibration_error',
-           'plot_reliability', 'fit_temperature', 'rescale_probabilities', 'TemperatureScaling', 'temperature_scaling',
-           'read_predictions', 'calibration_summary', 'write_calibration_summary', 'TrainResult', 'train',
-           'error_analysis', 'run_parameters', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments',
-           'build_parser', 'main']
+__all__ = ['logger', 'SELECTIONS', 'SEED_SUMMARY_METRICS', 'SEED_IRRELEVANT', 'coerce_param', 'TrainConfig', 'load_param_file',
+           'EvalRecorder', 'BoolQTrainer', 'training_arguments', 'layer_depth', 'layerwise_parameter_groups',
+           'last_complete_checkpoint', 'TrainResult', 'train', 'run_parameters', 'summarize_seeds',
+           'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
-SELECTIONS = ("holdout", "dev")  # where the best epoch and the temperature are chosen
-_REPORT_TARGETS = {"none", "all", "wandb", "tensorboard", "mlflow", "comet_ml", "clearml", "trackio", "swanlab"}
 
 def coerce_param(name: str, value, annotation: str):
     "`value` converted to the type named by `annotation` ('int', 'float | None', ...), or a ValueError naming `name`."
@@ -72,6 +70,10 @@ def coerce_param(name: str, value, annotation: str):
         return kind(value)
     except (TypeError, ValueError):
         raise ValueError(f"parameter '{name}' must be {annotation}, got {value!r}") from None
+
+# %% ../nbs/03_train.ipynb
+SELECTIONS = ("holdout", "dev")  # where the best epoch and the temperature are chosen
+_REPORT_TARGETS = {"none", "all", "wandb", "tensorboard", "mlflow", "comet_ml", "clearml", "trackio", "swanlab"}
 
 @dataclass
 class TrainConfig:
@@ -167,41 +169,6 @@ def load_param_file(path: str | os.PathLike, allowed: set[str] | None = None) ->
     if unknown:
         raise ValueError(f"{path}: unknown parameter(s) {unknown}; known: {sorted(allowed)}")
     return params
-
-# %% ../nbs/03_train.ipynb
-COLLAPSE_SHARE = 0.01
-
-def classification_metrics(labels, predictions) -> dict:
-    "Accuracy, F1, per-class scores, confusion matrix and majority baseline for 0/1 `labels` and `predictions`."
-    labels, predictions = np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)
-    if labels.shape != predictions.shape or labels.size == 0:
-        raise ValueError(f"need equally long, non-empty labels and predictions, got {labels.shape} and {predictions.shape}")
-    confusion = np.array([[np.sum((labels == t) & (predictions == p)) for p in (0, 1)] for t in (0, 1)])
-    per_class = {}
-    for k, name in enumerate(LABEL_NAMES):
-        tp = confusion[k, k]
-        precision = tp / confusion[:, k].sum() if confusion[:, k].sum() else 0.0
-        recall = tp / confusion[k, :].sum() if confusion[k, :].sum() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(confusion[k, :].sum())}
-    share_yes = float(predictions.mean())
-    baseline = max(labels.mean(), 1 - labels.mean())
-    return {"accuracy": float((labels == predictions).mean()), "f1": per_class["yes"]["f1"],
-            "macro_f1": (per_class["yes"]["f1"] + per_class["no"]["f1"]) / 2, "majority_baseline": float(baseline),
-            "predicted_yes_rate": share_yes, "collapsed": min(share_yes, 1 - share_yes) < COLLAPSE_SHARE,
-            "per_class": per_class, "confusion_matrix": confusion.tolist()}
-
-def collapse_warning(metrics: dict) -> str | None:
-    "A loud message when `metrics` (from `classification_metrics`, keys optionally prefixed) show a collapsed model."
-    get = lambda k: metrics.get(k, metrics.get(f"eval_{k}"))
-    share_yes = get("predicted_yes_rate")
-    if share_yes is None or min(share_yes, 1 - share_yes) >= COLLAPSE_SHARE:
-        return None
-    answer = "yes" if share_yes > 0.5 else "no"
-    return (f"MODEL COLLAPSE: the model answers '{answer}' for {max(share_yes, 1 - share_yes):.1%} of questions; "
-            f"accuracy {get('accuracy'):.1%} is the majority baseline ({get('majority_baseline'):.1%}), not learning. "
-            "Try a lower learning rate, more warmup, more epochs or another seed.")
 
 # %% ../nbs/03_train.ipynb
 _SCALAR_METRICS = ("accuracy", "f1", "macro_f1", "majority_baseline", "predicted_yes_rate")
@@ -332,171 +299,6 @@ def _check_resumable(config: TrainConfig) -> str | None:
             raise ValueError(f"{config.checkpoint_dir} holds a run with other settings ({', '.join(changed)} differ); "
                              "use another run_name, or resume=False to start over")
     return last
-
-# %% ../nbs/03_train.ipynb
-def new_figure(*size):
-    from matplotlib.figure import Figure  # no pyplot: no global state, works without a display
-    return Figure(figsize=size, layout="constrained")
-
-def save_figure(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110)
-    return path
-
-def plot_learning_curves(log_history: list[dict], baseline: float, path: str | os.PathLike,
-                         evaluated_on: str = "validation") -> Path:
-    "Training loss, and loss and accuracy on the split `evaluated_on` each epoch, with its majority baseline."
-    fig = new_figure(10, 3.6)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
-    evals = [h for h in log_history if "eval_accuracy" in h]
-    if train:
-        ax_loss.plot(*zip(*train), label="train loss", alpha=0.8)
-    if evals:
-        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label=f"{evaluated_on} loss")
-        ax_acc.plot([h["epoch"] for h in evals], [h["eval_accuracy"] for h in evals], "o-", label="accuracy")
-        ax_acc.plot([h["epoch"] for h in evals], [h["eval_f1"] for h in evals], "s--", label="F1 (yes)", alpha=0.7)
-    ax_acc.axhline(baseline, color="grey", linestyle=":", label=f"majority baseline {baseline:.1%}")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", title=evaluated_on)
-    ax_loss.legend(); ax_acc.legend(loc="lower right")
-    return save_figure(fig, Path(path))
-
-def plot_confusion_matrix(confusion: list[list[int]], path: str | os.PathLike, title: str = "validation") -> Path:
-    "The 2x2 confusion matrix with counts and row shares."
-    confusion = np.asarray(confusion)
-    fig = new_figure(4.2, 3.6)
-    ax = fig.subplots()
-    ax.imshow(confusion / confusion.sum(axis=1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
-    for (i, j), n in np.ndenumerate(confusion):
-        ax.text(j, i, f"{n}\n{n / max(confusion[i].sum(), 1):.0%}", ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=LABEL_NAMES, yticklabels=LABEL_NAMES,
-           xlabel="predicted", ylabel="true", title=title)
-    return save_figure(fig, Path(path))
-
-# %% ../nbs/03_train.ipynb
-def calibration_bins(labels, probabilities_yes, n_bins: int = 10) -> list[dict]:
-    "Per confidence bin: number of examples, mean confidence and accuracy (empty bins left out)."
-    labels, p_yes = np.asarray(labels, dtype=int), np.asarray(probabilities_yes, dtype=float)
-    predicted = (p_yes >= 0.5).astype(int)
-    confidence = np.where(predicted == 1, p_yes, 1 - p_yes)  # in [0.5, 1]
-    edges = np.linspace(0.5, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
-    return [{"low": float(edges[b]), "high": float(edges[b + 1]), "n": int((which == b).sum()),
-             "confidence": float(confidence[which == b].mean()), "accuracy": float((predicted == labels)[which == b].mean())}
-            for b in range(n_bins) if (which == b).any()]
-
-def expected_calibration_error(labels, probabilities_yes, n_bins: int = 10) -> float:
-    "ECE: the example-weighted mean gap between confidence and accuracy over confidence bins."
-    bins = calibration_bins(labels, probabilities_yes, n_bins)
-    total = sum(b["n"] for b in bins)
-    return float(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / total)
-
-def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins: int = 10, title: str = "",
-                     scaled=None) -> Path:
-    """Reliability diagram (accuracy against confidence per bin, bar width ~ share of examples) with the ECE;
-    `scaled`: the same predictions after temperature scaling, drawn as a second curve."""
-    bins = calibration_bins(labels, probabilities_yes, n_bins)
-    ece = expected_calibration_error(labels, probabilities_yes, n_bins)
-    fig = new_figure(4.6, 4.2)
-    ax = fig.subplots()
-    ax.plot([0.5, 1], [0.5, 1], ":", color="grey", label="perfect calibration")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label=f"model (ECE {ece:.3f})")
-    if scaled is not None:
-        scaled_bins = calibration_bins(labels, scaled, n_bins)
-        ax.plot([b["confidence"] for b in scaled_bins], [b["accuracy"] for b in scaled_bins], "s--",
-                label=f"temperature-scaled (ECE {expected_calibration_error(labels, scaled, n_bins):.3f})")
-    total = sum(b["n"] for b in bins)
-    ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["n"] / total for b in bins], width=0.5 / n_bins,
-           alpha=0.25, label="share of examples")
-    ax.set(xlim=(0.5, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
-    ax.legend(loc="lower right", framealpha=0.9)  # below the diagonal and above the bars: where no curve runs
-    return save_figure(fig, Path(path))
-
-# %% ../nbs/03_train.ipynb
-def _margins(probabilities_yes) -> np.ndarray:
-    "The logit margin (yes minus no) behind each P(yes); probabilities are clipped as predictions.jsonl rounds them."
-    p = np.clip(np.asarray(probabilities_yes, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p) - np.log1p(-p)
-
-def fit_temperature(labels, probabilities_yes) -> float:
-    "The temperature (within e^-3 to e^3, about 0.05 to 20) that minimises the log loss of rescaled `probabilities_yes`."
-    margins = torch.as_tensor(_margins(probabilities_yes))
-    targets = torch.as_tensor(np.asarray(labels, dtype=np.float64))
-    if margins.shape != targets.shape or len(margins) == 0:
-        raise ValueError(f"need one label per probability, got {len(targets)} labels and {len(margins)} probabilities")
-    # One parameter, convex in 1/T: L-BFGS (as in Guo et al.'s code) converges in a few steps. log T keeps T > 0;
-    # the clamp keeps a fold whose labels are all one class (unbounded optimum) finite.
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(margins / log_t.clamp(-3, 3).exp(), targets)
-        loss.backward()
-        return loss
-    optimizer.step(closure)
-    return float(log_t.detach().clamp(-3, 3).exp())
-
-def rescale_probabilities(probabilities_yes, temperature: float) -> np.ndarray:
-    "P(yes) as the same model would give it with its logits divided by `temperature`."
-    margins = _margins(probabilities_yes)
-    return probability_yes(np.stack([np.zeros_like(margins), margins], axis=-1), temperature)
-
-class TemperatureScaling(NamedTuple):
-    temperature: float          # fitted on all examples: the one to save with the model
-    cross_fitted: np.ndarray    # each example rescaled by the temperature fitted on the other folds
-    ece: float                  # ECE of `cross_fitted`: the calibration to expect on new data
-
-def temperature_scaling(labels, probabilities_yes, folds: int = 2, seed: int = 0) -> TemperatureScaling:
-    "Fit a temperature to (`labels`, `probabilities_yes`) and measure, by cross-fitting, the ECE it leaves."
-    labels, probabilities_yes = np.asarray(labels), np.asarray(probabilities_yes, dtype=np.float64)
-    if len(labels) < 2 * folds:
-        raise ValueError(f"cross-fitting over {folds} folds needs at least {2 * folds} examples, got {len(labels)}")
-    fold = np.random.default_rng(seed).permutation(len(labels)) % folds
-    cross_fitted = np.empty_like(probabilities_yes)
-    for k in range(folds):
-        rest = fold != k
-        cross_fitted[~rest] = rescale_probabilities(probabilities_yes[~rest],
-                                                    fit_temperature(labels[rest], probabilities_yes[rest]))
-    return TemperatureScaling(fit_temperature(labels, probabilities_yes), cross_fitted,
-                              expected_calibration_error(labels, cross_fitted))
-
-# %% ../nbs/03_train.ipynb
-def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    "Labels and P(yes) (the plain softmax) from a run's `predictions.jsonl`; bad lines are errors naming file:line."
-    labels, probabilities, problems = [], [], []
-    for line_no, record, problem in iter_jsonl_objects(path):
-        if problem is None:
-            label, p = record.get("label"), record.get("probability_yes")
-            if label not in (0, 1) or isinstance(label, bool):
-                problem = f"'label' must be 0 or 1, got {label!r}"
-            elif isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-                problem = f"'probability_yes' must be a number in [0, 1], got {p!r}"
-        if problem:
-            problems.append(f"{path}:{line_no}: {problem}")
-        else:
-            labels.append(label); probabilities.append(float(p))
-    raise_line_problems(path, problems)
-    if not labels:
-        raise ValueError(f"{path}: no predictions")
-    return np.array(labels), np.array(probabilities)
-
-def calibration_summary(prediction_files: list[str | os.PathLike], folds: int = 2, seed: int = 0) -> dict:
-    "Per run (named by its folder): the fitted temperature, and the ECE before and after scaling (cross-fitted)."
-    runs = {}
-    for path in map(Path, prediction_files):
-        labels, probabilities = read_predictions(path)
-        scaling = temperature_scaling(labels, probabilities, folds, seed)
-        runs[path.parent.name] = {"predictions": str(path), "n": len(labels), "temperature": scaling.temperature,
-                                  "ece": expected_calibration_error(labels, probabilities),
-                                  "ece_temperature_scaled": scaling.ece}
-    return {"method": "temperature scaling, ECE cross-fitted over folds", "folds": folds, "seed": seed, "runs": runs}
-
-def write_calibration_summary(path: str | os.PathLike, prediction_files: list[str | os.PathLike]) -> dict:
-    "`calibration_summary`, written atomically to `path` as JSON."
-    summary = calibration_summary(prediction_files)
-    atomic_write_json(Path(path), summary)
-    return summary
 
 # %% ../nbs/03_train.ipynb
 @dataclass
@@ -650,32 +452,8 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
 
 # %% ../nbs/03_train.ipynb
-def error_analysis(questions: list[str], passages: list[str], labels, probabilities_yes, n_examples: int = 5,
-                   min_group: int = 20) -> dict:
-    "Accuracy by question type and passage length, and the most confident mistakes, as pandas tables."
-    import pandas as pd
-    df = pd.DataFrame({"question": questions, "passage": passages, "label": np.asarray(labels, dtype=int),
-                       "p_yes": np.asarray(probabilities_yes, dtype=float)})
-    df["predicted"] = (df.p_yes >= 0.5).astype(int)
-    df["correct"] = df.predicted == df.label
-    first = df.question.str.split().str[0].str.lower()
-    counts = first.value_counts()
-    df["question_type"] = first.where(first.map(counts) >= min_group, "(other)")
-    words = df.passage.str.split().str.len()
-    df["passage_words"] = pd.qcut(words, q=min(4, words.nunique()), duplicates="drop").astype(str)
-    def table(by):
-        return (df.groupby(by, observed=True)
-                  .agg(n=("correct", "size"), accuracy=("correct", "mean"), yes_share=("label", "mean"),
-                       predicted_yes=("predicted", "mean"))
-                  .sort_values("n", ascending=False))
-    mistakes = df[~df.correct].assign(confidence=lambda d: (d.p_yes - 0.5).abs() + 0.5)
-    return {"by_question_type": table("question_type"), "by_passage_length": table("passage_words"),
-            "confident_mistakes": mistakes.sort_values("confidence", ascending=False)
-                                          .head(n_examples)[["question", "label", "p_yes", "passage"]]}
-
-# %% ../nbs/03_train.ipynb
 SEED_SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "ece")
-_SEED_IRRELEVANT = _RESUME_IRRELEVANT | {"run_name", "seed"}
+SEED_IRRELEVANT = _RESUME_IRRELEVANT | {"run_name", "seed"}  # parameters runs of one setting may differ in
 
 def run_parameters(metrics: dict) -> dict:
     """A finished run's parameters (from its `metrics.json`), settings it predates at the value they had then: runs
@@ -703,7 +481,7 @@ def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...
             raise ValueError(f"{path}: no {', '.join(missing)}")
         parameters = run_parameters(metrics)
         seeds.append(parameters["seed"])
-        settings.append({**{k: v for k, v in parameters.items() if k not in _SEED_IRRELEVANT},
+        settings.append({**{k: v for k, v in parameters.items() if k not in SEED_IRRELEVANT},
                          **{f"resolved_{k}": metrics.get(k) for k in ("data_source", "n_train", "n_eval")}})
         runs.append(metrics)
     differing = sorted(k for k in settings[0] if any(s.get(k) != settings[0][k] for s in settings[1:]))

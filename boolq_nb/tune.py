@@ -20,13 +20,15 @@ from pathlib import Path
 
 import optuna
 import yaml
+from fastcore.basics import patch
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from .data import atomic_path, atomic_write_json, atomic_write_text
-from .train import TrainConfig, add_config_arguments, coerce_param, save_figure, load_param_file, train
+from .evaluate import save_figure
+from .io import atomic_path, atomic_write_json, atomic_write_text
+from .train import TrainConfig, add_config_arguments, coerce_param, load_param_file, train
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ def _int_choices(name: str, value) -> str:
         raise ValueError(f"parameter '{name}' must be a list of integers, got {value!r}") from None
     return ",".join(str(n) for n in numbers)
 
+# %% ../nbs/04_tune.ipynb
 @dataclass
 class TuneConfig:
     "Every parameter of a study (see the parameters cell of `04_tune` for what each one means)."
@@ -119,38 +122,41 @@ class TuneConfig:
             raise ValueError(f"the default training settings {', '.join(outside)} lie outside the search space; "
                              "widen it so that the default trial is one of the study's trials")
 
-    @property
-    def batch_size_choices(self) -> list[int]:
-        return [int(v) for v in self.batch_sizes.split(",") if v]
+# %% ../nbs/04_tune.ipynb
+@patch(as_prop=True)
+def batch_size_choices(self: TuneConfig) -> list[int]:
+    return [int(v) for v in self.batch_sizes.split(",") if v]
 
-    @property
-    def max_length_choices(self) -> list[int]:
-        return [int(v) for v in self.max_lengths.split(",") if v]
+@patch(as_prop=True)
+def max_length_choices(self: TuneConfig) -> list[int]:
+    return [int(v) for v in self.max_lengths.split(",") if v]
 
-    @property
-    def study_dir(self) -> Path:
-        return Path(self.output_dir)/self.study_name
+@patch(as_prop=True)
+def study_dir(self: TuneConfig) -> Path:
+    return Path(self.output_dir)/self.study_name
 
-    @property
-    def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.study_dir/'study.db').resolve()}"
+@patch(as_prop=True)
+def storage_url(self: TuneConfig) -> str:
+    return self.storage or f"sqlite:///{(self.study_dir/'study.db').resolve()}"
 
-    def train_config(self, run_name: str, params: dict) -> TrainConfig:
-        "The `TrainConfig` of the trial `run_name` with searched `params`."
-        fixed = dict(
-            run_name=run_name, backbone=self.backbone, data_source=self.data_source, max_length=self.max_length,
-            use_title=self.use_title, pooling=self.pooling, seed=self.seed, eval_batch_size=self.eval_batch_size,
-            max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
-            output_dir=str(self.study_dir/"trials"), model_dir=str(Path(self.model_dir)/self.study_name/"trials"),
-            report_to=self.report_to, wandb_project=self.wandb_project, resume=False)
-        return TrainConfig(**{**fixed, **params, "epochs": float(params["epochs"])})
+@patch
+def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
+    "The `TrainConfig` of the trial `run_name` with searched `params`."
+    fixed = dict(
+        run_name=run_name, backbone=self.backbone, data_source=self.data_source, max_length=self.max_length,
+        use_title=self.use_title, pooling=self.pooling, seed=self.seed, eval_batch_size=self.eval_batch_size,
+        max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
+        output_dir=str(self.study_dir/"trials"), model_dir=str(Path(self.model_dir)/self.study_name/"trials"),
+        report_to=self.report_to, wandb_project=self.wandb_project, resume=False)
+    return TrainConfig(**{**fixed, **params, "epochs": float(params["epochs"])})
 
-    def study_settings(self) -> dict:
-        "What every worker of one study must agree on: data, backbone and search space."
-        names = ("backbone", "data_source", "max_train_samples", "max_eval_samples", "max_length", "use_title", "pooling",
-                 "seed", "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes", "epochs_min", "epochs_max",
-                 "warmup_ratio_max", "weight_decay_max", "max_lengths")
-        return {n: getattr(self, n) for n in names}
+@patch
+def study_settings(self: TuneConfig) -> dict:
+    "What every worker of one study must agree on: data, backbone and search space."
+    names = ("backbone", "data_source", "max_train_samples", "max_eval_samples", "max_length", "use_title", "pooling",
+             "seed", "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes", "epochs_min", "epochs_max",
+             "warmup_ratio_max", "weight_decay_max", "max_lengths")
+    return {n: getattr(self, n) for n in names}
 
 def default_params(config: TuneConfig) -> dict:
     "The searched parameters at `TrainConfig`'s defaults (and the study's `max_length`): the reference trial."

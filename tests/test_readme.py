@@ -41,7 +41,7 @@ def test_seed_summaries_match_their_runs():
 
 def test_calibration_summary_matches_its_runs():
     "runs/calibration.json is what calibration_summary gives for the predictions it lists."
-    from boolq_nb.train import calibration_summary
+    from boolq_nb.evaluate import calibration_summary
     saved = json.loads((ROOT/"runs"/"calibration.json").read_text())
     files = [run["predictions"] for run in saved["runs"].values()]
     again = calibration_summary([ROOT/f for f in files], saved["folds"], saved["seed"])
