@@ -583,7 +583,8 @@ class ScoringService:
         self._collate = bq_features.make_collator(self.model.tokenizer)  # used by the model thread only
         self.batcher = Batcher(self._infer, settings.max_batch_size, settings.max_batch_tokens, settings.max_padding,
                                settings.max_wait_ms, settings.max_queue, settings.timeout_s, background=self.drift)
-        self._local = threading.local()
+        # Request threads encode with copies of a tokenizer that no thread uses itself (see `encode`).
+        self._local, self._tokenizer_template = threading.local(), copy.deepcopy(self.model.tokenizer)
 
     def _infer(self, items: list[dict]) -> np.ndarray:
         "One forward pass over encoded items (the model thread's `infer`)."
@@ -592,10 +593,11 @@ class ScoringService:
     def encode(self, questions: list[str], passages: list[str], titles: list[str] | None):
         "Model inputs of each pair, its length in tokens and whether its passage was cut; ValueError if impossible."
         # A fast tokenizer is not safe to call from several threads at once (its Rust side is borrowed mutably
-        # when truncation is set), so each request thread encodes with a copy of its own.
+        # when truncation is set), so each request thread encodes with a copy of its own, copied from a template
+        # that is never called (the model's own tokenizer is the model thread's, for drift tests and padding).
         tokenizer = getattr(self._local, "tokenizer", None)
         if tokenizer is None:
-            tokenizer = self._local.tokenizer = copy.deepcopy(self.model.tokenizer)
+            tokenizer = self._local.tokenizer = copy.deepcopy(self._tokenizer_template)
         enc = bq_features.encode_pairs(tokenizer, questions, passages, titles, self.model.max_length, self.model.use_title)
         keys = [k for k in enc if k not in ("length", "truncated")]
         return [{k: enc[k][i] for k in keys} for i in range(len(questions))], enc["length"], enc["truncated"]
