@@ -171,7 +171,6 @@ def naive_server(model_dir: str, port: int) -> None:
 
 def _load(url: str, bodies: list[bytes], concurrency: int, seconds: float, warmup: float, kinds: list[int] | None = None):
     "In the load-generator process: (rows of (start, latency, status, body index, response), wall seconds)."
-    os.nice(5)  # the server under test gets the cores first
     host, port = urlsplit(url).hostname, urlsplit(url).port
     counter = itertools.count()
     rows, lock = [], threading.Lock()
@@ -401,7 +400,8 @@ def main(argv=None) -> int:
     print("server logs in", log_dir, flush=True)
     settings = [(c, 1) for c in SINGLE_CONCURRENCY] + [(c, BATCH_ITEMS) for c in BATCH_CONCURRENCY]
     naive_items = {}
-    with multiprocessing.get_context("spawn").Pool(1) as pool:  # the load generator's own process
+    # The load generator's own process, at nice +5 so that the server under test gets the cores first.
+    with multiprocessing.get_context("spawn").Pool(1, initializer=os.nice, initargs=(5,)) as pool:
         def measure(server, url):
             for c, items in settings:
                 rows, wall = pool.apply(_load, (url, _bodies(pairs, items), c, args.seconds, args.warmup))
