@@ -226,6 +226,7 @@ class _Queued:
 
 class Batcher:
     "One model thread answering queued requests in coalesced, length-sorted batches; `infer(items)` is one model call."
+    _fork_lock = threading.Lock()  # only ever held in a forked child, so never inherited locked
     def __init__(self, infer, max_batch_size: int = 64, max_batch_tokens: int = 4096, max_padding: float = 0.25,
                  max_wait_ms: float = 5.0, max_queue: int = 256, timeout_s: float = 10.0, background=None):
         self.infer, self.background = infer, background  # background: optional `pending()`/`step()` work (drift)
@@ -267,8 +268,11 @@ class Batcher:
         "Queue one request's encoded items; `ServerBusy` (503) at once when the queue is full."
         queued = _Queued(items, lengths)
         if self._pid != os.getpid():
-            self._cond, self._queue, self._queued_items, self._arriving = threading.Condition(), collections.deque(), 0, 0
-            self._start()
+            with Batcher._fork_lock:  # several request threads may meet a forked batcher at once: one restarts it
+                if self._pid != os.getpid():
+                    self._cond, self._queue, self._queued_items, self._arriving = (threading.Condition(),
+                                                                                   collections.deque(), 0, 0)
+                    self._start()
         with self._cond:
             if self._closed:
                 raise ServerBusy("the server is shutting down")
