@@ -644,6 +644,9 @@ _service: ScoringService | None = None
 def init():
     "Azure ML entry point: load the model named by the environment."
     global _service
+    # The cores belong to the model thread: a request's few pairs are tokenized in its own thread, not spread over
+    # the tokenizers library's thread pool (unless the environment asks for that).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = ServeSettings.from_env()
     logger.info("loading %s (backend %s)", settings.model_dir, settings.backend)
     _service = ScoringService(settings)
