@@ -1,19 +1,36 @@
-"""Serving throughput and latency: boolq-serve (PyTorch and ONNX Runtime) against a naive per-request pipeline.
+"""Serving throughput and latency: boolq-serve (dynamic batching; PyTorch, ONNX Runtime, int8) against a naive server.
 
-Run by hand (not a test):
+Run by hand on a quiet machine (not a test; about 8 minutes with the defaults):
 
-    python bench/serve.py --model models/quickstart/model --out bench/results/serve.json
+    BOOLQ_DATA_DIR=<folder with dev.jsonl> python bench/serve.py --model-dir models/quickstart/model \
+        --out bench/results/serve.json
 
-For each backend the real server (`python -m boolq_nb.serve`, i.e. azmlinfsrv) is started on a free loopback port in a
-second process and loaded from this one at concurrency 1, 4 and 16 with single-item and 16-item requests. Every setting
-is bounded by a request count and a sending time limit (requests in flight then finish), and the run by a total budget
-after which remaining settings are recorded as skipped: about 6 minutes on 2 quiet cores. The naive baseline is a
-`transformers` text-classification pipeline called once per question in a plain loop (no server, no batching): the
-`speedup_vs_naive` of a setting is its items/s over the naive items/s, measured in the same run on the same inputs.
-Inputs are BoolQ dev pairs when $BOOLQ_DATA_DIR is set, else synthetic tiny pairs.
+What runs, each server in its own process on a free loopback port:
+
+* **naive**: the server a user writes first, and the way the seed project served: `http.server`'s single-threaded
+  `HTTPServer` whose handler calls a `transformers` text-classification pipeline once per request (the pipeline's
+  default batch size of 1, so a 16-item request is 16 model calls). Single-threaded on purpose: a threaded variant
+  would call one pipeline from several threads, which fast tokenizers do not allow, and would run several forward
+  passes on the same cores at once.
+* **boolq-serve** per backend (`--backends`): `python -m boolq_nb.serve` with its defaults (azmlinfsrv, one gunicorn
+  `gthread` worker with 32 request threads, one model thread with `cores` intra-op threads).
+* **in-process loop** (an extra row, no HTTP): `YesNoModel.predict_proba` called once per request in a plain loop.
+
+Load comes from one separate load-generator process (one thread and one keep-alive connection per concurrent
+client, bodies encoded before the clock starts, `nice +5` so that the server under test gets the cores first; neither
+process is pinned). Each setting gets `--warmup` untimed seconds, then `--seconds` timed ones: single-item requests
+at concurrency 1, 4, 16 and 64, and 16-item requests at concurrency 1 and 4. A row gives items/s, p50/p99 latency and
+`speedup_vs_naive` (its items/s over the naive server's in the same setting). Then a soak: `--soak-seconds` at
+concurrency 32 against the best backend (most items/s at concurrency 16) with 2 % malformed requests; every good
+answer is checked against the in-process PyTorch answer, every bad request must get a 4xx, and the server's RSS is
+read at the start and the end. Inputs are BoolQ dev pairs when $BOOLQ_DATA_DIR is set, else synthetic tiny pairs.
+The results are written atomically to `--out`, with the targets of issue #16 checked in `targets`.
 """
 import argparse
+import http.client
+import itertools
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -22,22 +39,25 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from boolq_nb.data import read_boolq_jsonl  # noqa: E402
-from boolq_nb.io import atomic_write_json  # noqa: E402
-from boolq_nb.model import YesNoModel  # noqa: E402
-from boolq_nb.testing import tiny_boolq_records  # noqa: E402
+SINGLE_CONCURRENCY = (1, 4, 16, 64)
+BATCH_CONCURRENCY = (1, 4)
+BATCH_ITEMS = 16
+SOAK_CONCURRENCY = 32
+MALFORMED = [b'{"question": "is it", "passage": ', b'{"question": "is it"}', b'{"question": "", "passage": "p"}',
+             b'{"question": 3, "passage": "p"}', b'{"inputs": []}', b'[1, 2]', b'\xff\xfe']
 
 
-def load_pairs(n: int) -> list[dict]:
+def load_pairs(n: int) -> tuple[list[dict], str]:
+    from boolq_nb.data import read_boolq_jsonl
+    from boolq_nb.testing import tiny_boolq_records
     data_dir = os.environ.get("BOOLQ_DATA_DIR")
     if data_dir and (Path(data_dir)/"dev.jsonl").is_file():
         cols = read_boolq_jsonl(Path(data_dir)/"dev.jsonl")
@@ -55,25 +75,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, backend: str, max_batch: int, log: Path):
-    port = _free_port()
-    out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "boolq_nb.serve", "--model", model, "--port", str(port),
-                             "--backend", backend, "--max-batch-size", str(max_batch)],
-                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if k != "BOOLQ_API_KEY"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300  # the ONNX backend exports the model on first start
+def _wait_up(proc, url: str, log: Path, limit: float = 300):
+    deadline = time.time() + limit  # the ONNX backends export the model on first start
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
         try:
-            if requests.get(url + "/", timeout=5).status_code == 200:
-                return proc, url
-        except requests.RequestException:  # not accepting yet, or the worker still loading
+            conn = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=5)
+            conn.request("GET", "/")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:  # not accepting yet, or the worker still loading
             time.sleep(0.5)
     stop_server(proc)
-    raise RuntimeError(f"server not up after 300 s; see {log}")
+    raise RuntimeError(f"server not up after {limit} s; see {log}")
+
+
+def start_server(model: str, backend: str, max_batch: int, log: Path, extra_args=()):
+    "boolq-serve (`python -m boolq_nb.serve`) with its defaults on a free loopback port: (process, url)."
+    port = _free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "boolq_nb.serve", "--model", model, "--port", str(port),
+                                 "--backend", backend, "--max-batch-size", str(max_batch), *extra_args],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if k != "BOOLQ_API_KEY"})
+    url = f"http://127.0.0.1:{port}"
+    _wait_up(proc, url, log)
+    return proc, url
+
+
+def start_naive_server(model: str, log: Path):
+    port = _free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--naive-server", "--model-dir", model,
+                                 "--port", str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait_up(proc, url, log)
+    return proc, url
 
 
 def stop_server(proc):
@@ -86,112 +125,327 @@ def stop_server(proc):
             proc.wait(10)
 
 
-def summarise(latencies_s: list[float], wall_s: float, items_per_request: int) -> dict:
-    ms = np.array(latencies_s) * 1000
-    return {"requests": len(ms), "wall_s": round(wall_s, 3), "requests_per_s": round(len(ms) / wall_s, 3),
-            "items_per_s": round(len(ms) * items_per_request / wall_s, 3),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
-
-
-def load_server(url: str, pairs: list[dict], concurrency: int, items: int, max_requests: int, time_limit: float) -> dict:
-    "Send up to `max_requests` requests (stopping after `time_limit` s) from `concurrency` threads; all must succeed."
-    session_per_thread = {}
-    bodies = [json.dumps({"inputs": [pairs[(i * items + j) % len(pairs)] for j in range(items)]}
-                         if items > 1 else pairs[i % len(pairs)]).encode() for i in range(max_requests)]
-    requests.post(url + "/score", data=bodies[0], timeout=120).raise_for_status()  # warm-up
-    start = time.perf_counter()
-    deadline = start + time_limit
-
-    def one(i):
-        if time.perf_counter() > deadline:
-            return None
-        session = session_per_thread.setdefault(threading.get_ident(), requests.Session())
-        t0 = time.perf_counter()
-        response = session.post(url + "/score", data=bodies[i], timeout=120)
-        elapsed = time.perf_counter() - t0
-        if response.status_code != 200:
-            raise RuntimeError(f"request {i} failed: {response.status_code} {response.text[:200]}")
-        return elapsed
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        latencies = [t for t in pool.map(one, range(max_requests)) if t is not None]
-    return summarise(latencies, time.perf_counter() - start, items)
-
-
-def naive_baseline(model_dir: str, pairs: list[dict], items: int, max_requests: int, time_limit: float) -> dict:
-    "A text-classification pipeline called once per question in a plain loop: what a first prototype does."
+def naive_server(model_dir: str, port: int) -> None:
+    "The naive baseline: a single-threaded HTTP server calling a transformers pipeline once per request."
+    from http.server import BaseHTTPRequestHandler, HTTPServer
     from transformers import pipeline
+    from boolq_nb.features import passage_text
     info = json.loads((Path(model_dir)/"boolq_nb.json").read_text())
     classify = pipeline("text-classification", model=model_dir, device="cpu")
-    classify({"text": pairs[0]["question"], "text_pair": pairs[0]["passage"]}, truncation="only_second",
-             max_length=info["max_length"])  # warm-up
-    latencies, start = [], time.perf_counter()
-    for i in range(max_requests):
-        if time.perf_counter() - start > time_limit:
+    yes = classify.model.config.id2label[1]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self._send(200, b"Healthy")
+
+        def do_POST(self):
+            try:
+                payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                items = payload["inputs"] if "inputs" in payload else [payload]
+                # The same text the served model reads (the title before the passage when it was trained so).
+                inputs = [{"text": it["question"],
+                           "text_pair": passage_text([it["passage"]], [it.get("title", "")], info["use_title"])[0]}
+                          for it in items]
+                scores = classify(inputs, truncation="only_second", max_length=info["max_length"], top_k=None)
+                probs = [next(s["score"] for s in out if s["label"] == yes) for out in scores]
+                answers = [{"answer": p >= 0.5, "probability": round(p, 6)} for p in probs]
+                self._send(200, json.dumps(answers if "inputs" in payload else answers[0]).encode())
+            except Exception as e:  # noqa: BLE001 - a naive server answers 400 to whatever it cannot read
+                self._send(400, json.dumps({"message": str(e)}).encode())
+
+        def _send(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Server(HTTPServer):
+        request_queue_size = 1024  # the listen backlog: 64 clients connecting at once must not be dropped
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
+
+
+def _load(url: str, bodies: list[bytes], concurrency: int, seconds: float, warmup: float, kinds: list[int] | None = None):
+    "In the load-generator process: (rows of (start, latency, status, body index, response), wall seconds)."
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    counter = itertools.count()
+    rows, lock = [], threading.Lock()
+
+    def client(until: float, record: bool):
+        conn = http.client.HTTPConnection(host, port, timeout=120)
+        mine = []
+        while time.perf_counter() < until:
+            i = next(counter) % len(bodies)
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/score", bodies[i], {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                data, status = response.read(), response.status
+                if response.will_close:  # the naive server answers HTTP/1.0: reconnect for the next request
+                    conn.close()
+            except (OSError, http.client.HTTPException) as e:
+                data, status = str(e).encode(), -1
+                conn.close()
+            if record:
+                mine.append((t0, time.perf_counter() - t0, status, i, data if kinds is not None or status != 200 else b""))
+        conn.close()
+        with lock:
+            rows.extend(mine)
+
+    for record, length in ((False, warmup), (True, seconds)):
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(start + length, record)) for _ in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    wall = time.perf_counter() - start
+    return [(t0 - start, lat, status, i, data) for t0, lat, status, i, data in rows], wall
+
+
+def summarise(rows, wall: float, items_per_request: int) -> dict:
+    ok = [lat for _, lat, status, _, _ in rows if status == 200]
+    ms = np.array(ok or [float("nan")]) * 1000
+    statuses = {}
+    for _, _, status, _, _ in rows:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    errors = sorted({data[:200].decode("utf-8", "replace") for _, _, status, _, data in rows if status != 200})[:3]
+    return {"requests": len(rows), "ok": len(ok), "statuses": statuses, "wall_s": round(wall, 3),
+            "items_per_s": round(len(ok) * items_per_request / wall, 2),
+            "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            **({"errors": errors} if errors else {})}
+
+
+def _bodies(pairs: list[dict], items: int, n: int = 512) -> list[bytes]:
+    return [json.dumps({"inputs": [pairs[(i * items + j) % len(pairs)] for j in range(items)]} if items > 1
+                       else pairs[i % len(pairs)]).encode() for i in range(n)]
+
+
+def in_process(model_dir: str, pairs: list[dict], items: int, seconds: float):
+    "The in-process loop: predict_proba once per request; (row, P(yes) of the pairs it answered, in order)."
+    from boolq_nb.model import YesNoModel
+    model = YesNoModel.load(model_dir, device="cpu")
+    cols = lambda k, i: [pairs[(i * items + j) % len(pairs)][k] for j in range(items)]  # noqa: E731
+    model.predict_proba(cols("question", 0), cols("passage", 0), cols("title", 0) if model.use_title else None)
+    latencies, probs, start = [], [], time.perf_counter()
+    for i in itertools.count():
+        if time.perf_counter() - start > seconds:
             break
         t0 = time.perf_counter()
-        for j in range(items):
-            pair = pairs[(i * items + j) % len(pairs)]
-            classify({"text": pair["question"], "text_pair": pair["passage"]}, truncation="only_second",
-                     max_length=info["max_length"])
+        p, _ = model.predict_proba(cols("question", i), cols("passage", i), cols("title", i) if model.use_title else None,
+                                   batch_size=items)
         latencies.append(time.perf_counter() - t0)
-    return summarise(latencies, time.perf_counter() - start, items)
+        probs.extend(p)
+    wall = time.perf_counter() - start
+    rows = [(0, lat, 200, i, b"") for i, lat in enumerate(latencies)]
+    return summarise(rows, wall, items), probs
+
+
+def server_rss_mb(proc) -> dict:
+    "Resident memory (MB) of every process of the server's session (gunicorn master and workers)."
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == proc.pid:  # process group = the session started for the server
+                rss_kb = next(int(line.split()[1]) for line in (stat.parent/"status").read_text().splitlines()
+                              if line.startswith("VmRSS:"))
+                out[stat.parent.name] = round(rss_kb / 1024, 1)
+        except (OSError, IndexError, ValueError, StopIteration):  # a process that just exited
+            continue
+    return {"processes": out, "total": round(sum(out.values()), 1)}
+
+
+def soak(pool, url: str, proc, pairs: list[dict], expected: list[float], seconds: float, warmup: float) -> dict:
+    "Concurrency 32 for `seconds`, one request in 50 malformed: correctness of every answer, and memory."
+    good = _bodies(pairs[:len(expected)], 1, len(expected))
+    bodies, kinds = [], []  # kind: index into `expected`, or -1 for a malformed body
+    for i in range(max(1000, len(good))):
+        if i % 50 == 25:
+            bodies.append(MALFORMED[(i // 50) % len(MALFORMED)])
+            kinds.append(-1)
+        else:
+            bodies.append(good[i % len(good)])
+            kinds.append(i % len(good))
+    pool.apply(_load, (url, good, SOAK_CONCURRENCY, 1.0, 0.0))  # warm
+    rss_start = server_rss_mb(proc)
+    rows, wall = pool.apply(_load, (url, bodies, SOAK_CONCURRENCY, seconds, warmup, kinds))
+    rss_end = server_rss_mb(proc)
+    counts = dict.fromkeys(["good", "good_correct", "good_wrong", "good_503", "bad", "bad_4xx", "bad_other", "5xx_not_503",
+                            "connection_errors"], 0)
+    for _, _, status, i, data in rows:
+        if status == -1:
+            counts["connection_errors"] += 1
+        elif status >= 500 and status != 503:
+            counts["5xx_not_503"] += 1
+        if kinds[i] < 0:
+            counts["bad"] += 1
+            counts["bad_4xx" if 400 <= status < 500 else "bad_other"] += 1
+            continue
+        counts["good"] += 1
+        if status == 503:
+            counts["good_503"] += 1
+            continue
+        answer = json.loads(data) if status == 200 else None
+        p = expected[kinds[i]]
+        correct = answer is not None and answer["answer"] == (p >= 0.5) and abs(answer["probability"] - p) < 1e-3
+        counts["good_correct" if correct else "good_wrong"] += 1
+    summary = summarise(rows, wall, 1)
+    return {"concurrency": SOAK_CONCURRENCY, "seconds": seconds, "malformed_share": round(counts["bad"] / max(1, len(rows)), 4),
+            **counts, "items_per_s": summary["items_per_s"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
+            "rss_mb_start": rss_start, "rss_mb_end": rss_end,
+            "passed": (counts["good_wrong"] == 0 and counts["bad_other"] == 0 and counts["5xx_not_503"] == 0
+                       and counts["connection_errors"] == 0 and rss_end["total"] <= rss_start["total"] * 1.1 + 20)}
+
+
+def check_targets(results: dict) -> dict:
+    rows = results["settings"]
+    get = lambda server, c, items=1: next((r for r in rows if r["server"] == server and r["concurrency"] == c  # noqa: E731
+                                           and r["items_per_request"] == items), None)
+    naive1, naive16 = get("naive", 1), get("naive", 16)
+    backends = [b for b in results["backends"] if get(b, 16)]
+    # int8 is a candidate only where its accuracy passes (within 0.5 points of PyTorch on dev; 07_results): for
+    # minilm-full it does not (68.9 % against 69.6 %), so by default the best backend is chosen without it.
+    candidates = [b for b in backends if b != "onnx-int8" or results.get("int8_recommended")]
+    if not candidates or not naive16:
+        return {"note": "not enough settings measured to check the targets"}
+    best = max(candidates, key=lambda b: get(b, 16)["items_per_s"])
+    out = {"best_backend": best, "best_backend_chosen_from": candidates,
+           "c16_speedup_vs_naive": get(best, 16)["speedup_vs_naive"],
+           "c16_at_least_2x_naive": get(best, 16)["speedup_vs_naive"] >= 2.0,
+           "c4_c16_not_below_c1": {b: all(get(b, c)["items_per_s"] >= get(b, 1)["items_per_s"] for c in (4, 16))
+                                   for b in backends},
+           "c1_p50_ms": {"naive": naive1["p50_ms"], best: get(best, 1)["p50_ms"]},
+           "c1_p50_within_10pct_of_naive": get(best, 1)["p50_ms"] <= 1.1 * naive1["p50_ms"]}
+    if "soak" in results:
+        out["soak_passed"] = results["soak"]["passed"]
+    return out
+
+
+def print_summary(results: dict) -> None:
+    print(f"\n{'server':<16}{'conc':>5}{'items/req':>10}{'items/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs naive':>9}  statuses")
+    for r in results["settings"]:
+        print(f"{r['server']:<16}{r['concurrency']:>5}{r['items_per_request']:>10}{r['items_per_s']:>10.1f}"
+              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r.get('speedup_vs_naive', float('nan')):>8.2f}x  {r['statuses']}")
+    if "soak" in results:
+        s = results["soak"]
+        print(f"\nsoak ({s['backend']}, {s['seconds']:g} s at concurrency {s['concurrency']}): {s['good_correct']}/{s['good']} "
+              f"good answered correctly ({s['good_503']} 503), {s['bad_4xx']}/{s['bad']} malformed got 4xx, "
+              f"5xx other than 503: {s['5xx_not_503']}, RSS {s['rss_mb_start']['total']} -> {s['rss_mb_end']['total']} MB: "
+              f"{'passed' if s['passed'] else 'FAILED'}")
+    print("\ntargets:", json.dumps(results.get("targets"), indent=1))
+
+
+def markdown_table(results: dict) -> str:
+    "The results as the README's table: items/s (p50 / p99 ms) and speed-up over the naive server, per setting."
+    settings = sorted({(r["concurrency"], r["items_per_request"]) for r in results["settings"] if r["server"] != "in-process loop"},
+                      key=lambda s: (s[1], s[0]))
+    servers = list(dict.fromkeys(r["server"] for r in results["settings"]))
+    head = "| server | " + " | ".join(f"{items} item{'s' if items > 1 else ''}, concurrency {c}" for c, items in settings) + " |"
+    lines = [head, "|---" * (len(settings) + 1) + "|"]
+    for server in servers:
+        cells = []
+        for c, items in settings:
+            r = next((r for r in results["settings"] if r["server"] == server and r["concurrency"] == c
+                      and r["items_per_request"] == items), None)
+            cells.append("" if r is None else f"{r['items_per_s']:.1f} ({r['p50_ms']:,.0f} / {r['p99_ms']:,.0f})"
+                         + ("" if server == "naive" or not r.get("speedup_vs_naive") else f", {r['speedup_vs_naive']:.2f}x"))
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
+    p.add_argument("--model-dir", "--model", dest="model", help="a boolq_nb model folder")
     p.add_argument("--out", default=str(ROOT/"bench"/"results"/"serve.json"))
-    p.add_argument("--backends", default="torch,onnx", help="comma-separated: torch, onnx, onnx-int8")
-    p.add_argument("--concurrency", default="1,4,16")
-    p.add_argument("--batch-sizes", default="1,16", help="items per request")
-    p.add_argument("--max-requests", type=int, default=300, help="per setting")
-    p.add_argument("--time-limit", type=float, default=10.0,
-                   help="seconds per setting to send requests (those in flight then still finish)")
+    p.add_argument("--backends", default="torch,onnx,onnx-int8", help="comma-separated: torch, onnx, onnx-int8")
+    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per setting")
+    p.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before each setting")
+    p.add_argument("--soak-seconds", type=float, default=60.0, help="0: no soak")
     p.add_argument("--pairs", type=int, default=512, help="distinct inputs cycled through")
-    p.add_argument("--budget", type=float, default=450.0,
-                   help="total seconds; settings not started by then are listed as skipped (a busy machine)")
+    p.add_argument("--int8-recommended", action="store_true",
+                   help="let onnx-int8 be the best backend (only where its dev accuracy is within 0.5 points)")
+    p.add_argument("--report", metavar="JSON", help="print the summary and markdown table of a results file and exit")
+    p.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)  # the baseline's own process
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        print_summary(results)
+        print("\n" + markdown_table(results))
+        return 0
+    if not args.model:
+        p.error("--model-dir is required")
+    if args.naive_server:
+        naive_server(args.model, args.port)
+        return 0
     if not (Path(args.model)/"boolq_nb.json").is_file():
         p.error(f"{args.model}: not a boolq_nb model folder (no boolq_nb.json)")
+    from boolq_nb.io import atomic_write_json
     pairs, source = load_pairs(args.pairs)
-    concurrency = [int(c) for c in args.concurrency.split(",")]
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    model = YesNoModel.load(args.model, device="cpu")
-    results = {"model": args.model, "model_info": model.info, "max_length": model.max_length, "inputs": source,
-               "cpu_count": os.cpu_count(), "max_requests": args.max_requests, "time_limit_s": args.time_limit,
-               "naive": {}, "settings": [], "skipped": []}
-    del model
+    backends = args.backends.split(",")
     t_start = time.time()
-    for items in batch_sizes:
-        results["naive"][f"items_{items}"] = naive_baseline(args.model, pairs, items, args.max_requests, args.time_limit)
-        print("naive", items, results["naive"][f"items_{items}"], flush=True)
+    results = {"model": args.model, "model_info": json.loads((Path(args.model)/"boolq_nb.json").read_text()),
+               "inputs": source, "cpu_count": os.cpu_count(), "available_cores": len(os.sched_getaffinity(0)),
+               "seconds_per_setting": args.seconds, "int8_recommended": args.int8_recommended, "warmup_s": args.warmup, "backends": backends,
+               "thread_split": ("servers: one process each, unpinned; boolq-serve: 1 gunicorn gthread worker, 32 request "
+                                "threads, 1 model thread with cores // workers intra-op threads; naive: 1 thread, torch "
+                                "defaults; load generator: 1 process, 1 thread per client, nice +5"),
+               "settings": []}
     log_dir = Path(tempfile.mkdtemp(prefix="boolq-bench-serve-"))  # server logs, kept out of the repository
     print("server logs in", log_dir, flush=True)
-    for backend in args.backends.split(","):
-        if time.time() - t_start > args.budget:
-            results["skipped"] += [{"backend": backend, "concurrency": c, "items_per_request": items,
-                                    "reason": f"--budget of {args.budget} s spent"}
-                                   for items in batch_sizes for c in concurrency]
-            continue
-        proc, url = start_server(args.model, backend, max(batch_sizes), log_dir/f"serve-{backend}.log")
+    settings = [(c, 1) for c in SINGLE_CONCURRENCY] + [(c, BATCH_ITEMS) for c in BATCH_CONCURRENCY]
+    naive_items = {}
+    # The load generator's own process, at nice +5 so that the server under test gets the cores first.
+    with multiprocessing.get_context("spawn").Pool(1, initializer=os.nice, initargs=(5,)) as pool:
+        def measure(server, url):
+            for c, items in settings:
+                rows, wall = pool.apply(_load, (url, _bodies(pairs, items), c, args.seconds, args.warmup))
+                row = {"server": server, "concurrency": c, "items_per_request": items, **summarise(rows, wall, items)}
+                if server == "naive":
+                    naive_items[(c, items)] = row["items_per_s"]
+                row["speedup_vs_naive"] = round(row["items_per_s"] / naive_items[(c, items)], 3) if naive_items.get((c, items)) else None
+                results["settings"].append(row)
+                print({k: row[k] for k in ("server", "concurrency", "items_per_request", "items_per_s", "p50_ms", "p99_ms",
+                                           "speedup_vs_naive", "statuses")}, flush=True)
+
+        proc, url = start_naive_server(args.model, log_dir/"naive.log")
         try:
-            for items in batch_sizes:
-                for c in concurrency:
-                    if time.time() - t_start > args.budget:
-                        results["skipped"].append({"backend": backend, "concurrency": c, "items_per_request": items,
-                                                   "reason": f"--budget of {args.budget} s spent"})
-                        continue
-                    row = {"backend": backend, "concurrency": c, "items_per_request": items,
-                           **load_server(url, pairs, c, items, args.max_requests, args.time_limit)}
-                    row["speedup_vs_naive"] = round(row["items_per_s"] / results["naive"][f"items_{items}"]["items_per_s"], 3)
-                    results["settings"].append(row)
-                    print(row, flush=True)
+            measure("naive", url)
         finally:
             stop_server(proc)
+        expected = None
+        for items in (1, BATCH_ITEMS):
+            row, probs = in_process(args.model, pairs, items, args.seconds)
+            expected = expected or probs
+            row = {"server": "in-process loop", "concurrency": 1, "items_per_request": items, **row}
+            row["speedup_vs_naive"] = round(row["items_per_s"] / naive_items[(1, items)], 3)
+            results["settings"].append(row)
+            print({k: row[k] for k in ("server", "items_per_request", "items_per_s", "p50_ms", "speedup_vs_naive")}, flush=True)
+        for backend in backends:
+            proc, url = start_server(args.model, backend, 64, log_dir/f"serve-{backend}.log")
+            try:
+                measure(backend, url)
+            finally:
+                stop_server(proc)
+        results["targets"] = check_targets(results)
+        if args.soak_seconds > 0 and "best_backend" in results["targets"]:
+            best = results["targets"]["best_backend"]
+            proc, url = start_server(args.model, best, 64, log_dir/f"soak-{best}.log")
+            try:
+                results["soak"] = {"backend": best, **soak(pool, url, proc, pairs, expected[:len(pairs)], args.soak_seconds, 0.0)}
+            finally:
+                stop_server(proc)
+            results["targets"] = check_targets(results)
     results["total_s"] = round(time.time() - t_start, 1)
     atomic_write_json(args.out, results)
-    print(f"wrote {args.out} in {results['total_s']} s")
+    print_summary(results)
+    print("\n" + markdown_table(results))
+    print(f"\nwrote {args.out} in {results['total_s']} s")
     return 0
 
 

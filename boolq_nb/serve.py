@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import contextlib
+import copy
 import hmac
 import importlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -23,19 +26,23 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
 # Azure's server loads this file on its own (as module "entry_module", outside the package), where relative imports
 # fail; plain `import` statements keep the library imports absolute (nbdev rewrites `from boolq_nb.x import ...`).
 import boolq_nb.data as bq_data
+import boolq_nb.io as bq_io
+import boolq_nb.features as bq_features
 import boolq_nb.model as bq_model
 
 logger = logging.getLogger("boolq_nb.serve")
 
 # %% auto 0
 __all__ = ['logger', 'ONNX_SUBDIR', 'BACKENDS', 'DRIFT_SUBDIR', 'ScoreRequestError', 'item_problem', 'parse_score_body',
-           'prediction_json', 'export_onnx', 'OnnxYesNoModel', 'load_model', 'api_key_problem', 'DriftWindow',
+           'prediction_json', 'export_onnx', 'OnnxYesNoModel', 'load_model', 'batch_probability', 'length_groups',
+           'ServerBusy', 'Batcher', 'available_cores', 'intra_op_threads', 'api_key_problem', 'DriftWindow',
            'load_drift_window', 'ServeSettings', 'resolve_model_dir', 'ScoringService', 'init', 'run',
            'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl', 'build_predict_parser', 'predict_main']
 
@@ -66,8 +73,8 @@ def parse_score_body(body: bytes, max_items: int = 64, max_bytes: int = 1_000_00
         raise ScoreRequestError("request body is empty: send {\"question\": ..., \"passage\": ...} "
                                 "or {\"inputs\": [...]}")
     try:
-        payload = bq_data.parse_json(text)
-    except bq_data.JSONInputError as e:
+        payload = bq_io.parse_json(text)
+    except bq_io.JSONInputError as e:
         raise ScoreRequestError(f"request body is not valid JSON ({e})") from None
     if not isinstance(payload, dict):
         raise ScoreRequestError(f"request body must be a JSON object, got {type(payload).__name__}: send "
@@ -119,7 +126,7 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
         # must have batch >= 2 and sequence >= 2 for both axes to stay dynamic.
         _, example, _ = next(model.batches(["is it", "is this the question"], ["a passage", "another passage here"], batch_size=2))
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=model.max_length)
-        with bq_data.atomic_path(fp32) as tmp, contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress
+        with bq_io.atomic_path(fp32) as tmp, contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress
             torch.onnx.export(_LogitsOnly(model.model).eval(), (), str(tmp), kwargs=dict(example), dynamo=True,
                               input_names=list(example), output_names=["logits"], external_data=False,
                               dynamic_shapes={name: {0: batch, 1: sequence} for name in example})
@@ -128,34 +135,43 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
     int8 = folder/"model.int8.onnx"
     if not int8.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        with bq_data.atomic_path(int8) as tmp:
+        with bq_io.atomic_path(int8) as tmp:
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
     return int8
 
 class OnnxYesNoModel(bq_model.YesNoModel):
     "A `YesNoModel` whose forward pass runs in ONNX Runtime (encoding and batching unchanged)."
-    def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike):
+    def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike, threads: int | None = None):
         import onnxruntime
         super().__init__(base.model, base.tokenizer, base.max_length, base.use_title, base.info, device="cpu",
                          temperature=base.temperature)
         self.onnx_file = Path(onnx_file)
-        self.session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads:  # ONNX Runtime's own default is one thread per physical core, whatever else runs in the process
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            # Idle pool threads spin waiting for the next call by default; when serving, the request threads that
+            # parse and tokenize need those cores between calls.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def logits(self, batch: dict) -> np.ndarray:
+        "The logits of one padded batch (tensors as `batches` or the collator make them)."
+        return self.session.run(["logits"], {k: v.numpy() for k, v in batch.items() if k in self.input_names})[0]
 
     def predict_proba(self, questions, passages, titles=None, batch_size: int = 32):
         "P(yes) for each pair, and whether each passage was truncated (as `YesNoModel.predict_proba`)."
         probs, truncated = np.zeros(len(questions)), np.zeros(len(questions), dtype=bool)
         for idx, batch, cut in self.batches(questions, passages, titles, batch_size):
-            logits = self.session.run(["logits"], {k: v.numpy() for k, v in batch.items() if k in self.input_names})[0]
-            probs[idx] = bq_model.probability_yes(logits, self.temperature)
+            probs[idx] = bq_model.probability_yes(self.logits(batch), self.temperature)
             truncated[idx] = cut
         return probs, truncated
 
     def __repr__(self):
         return f"OnnxYesNoModel({self.onnx_file.name}, max_length={self.max_length}, use_title={self.use_title})"
 
-def load_model(model_dir: str | os.PathLike, backend: str = "torch") -> bq_model.YesNoModel:
-    "A saved model ready to answer, on the chosen backend (`torch`, `onnx` or `onnx-int8`)."
+def load_model(model_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None) -> bq_model.YesNoModel:
+    "A saved model ready to answer, on the chosen backend (`torch`, `onnx` or `onnx-int8`); ONNX Runtime with `threads`."
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     model = bq_model.YesNoModel.load(model_dir, device="cpu" if backend != "torch" else None)
@@ -168,7 +184,211 @@ def load_model(model_dir: str | os.PathLike, backend: str = "torch") -> bq_model
         folder = Path(tempfile.mkdtemp(prefix="boolq-onnx-"))
         logger.warning("cannot write the ONNX export next to the model (%s); exporting to %s", e, folder)
         onnx_file = export_onnx(model, folder, quantize=backend == "onnx-int8")
-    return OnnxYesNoModel(model, onnx_file)
+    return OnnxYesNoModel(model, onnx_file, threads)
+
+@torch.inference_mode()
+def batch_probability(model: bq_model.YesNoModel, batch: dict) -> np.ndarray:
+    "P(yes) of each row of one padded batch: a single forward pass, on the model's backend."
+    if isinstance(model, OnnxYesNoModel):
+        logits = model.logits(batch)
+    else:
+        logits = model.model(**{k: v.to(model.device) for k, v in batch.items()}).logits
+    return bq_model.probability_yes(logits, model.temperature)
+
+# %% ../nbs/06_serve.ipynb
+def length_groups(lengths: list[int], max_items: int = 64, max_tokens: int = 4096, max_padding: float = 0.25
+                  ) -> list[list[int]]:
+    "Positions of `lengths` cut into forward passes: sorted by length, each padded to its longest, within the limits."
+    groups, current, real = [], [], 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        n, longest = len(current) + 1, lengths[i]  # sorted: the newcomer is the longest so far
+        padded = n * longest
+        if current and (n > max_items or padded > max_tokens or padded - real - longest > max_padding * padded):
+            groups.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    return groups + [current] if current else groups
+
+# %% ../nbs/06_serve.ipynb
+class ServerBusy(ScoreRequestError):
+    "The server cannot take or finish a request now: HTTP 503, with `retry_after` seconds for the `Retry-After` header."
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message, 503)
+        self.retry_after = retry_after
+
+class _Queued:
+    "One caller's encoded items in the queue, and where its answers go."
+    __slots__ = ("items", "lengths", "probs", "error", "cancelled", "done")
+    def __init__(self, items: list, lengths: list[int]):
+        self.items, self.lengths = items, lengths
+        self.probs, self.error, self.cancelled = np.zeros(len(items)), None, False
+        self.done = threading.Event()
+
+class Batcher:
+    "One model thread answering queued requests in coalesced, length-sorted batches; `infer(items)` is one model call."
+    _fork_lock = threading.Lock()  # only ever held in a forked child, so never inherited locked
+    def __init__(self, infer, max_batch_size: int = 64, max_batch_tokens: int = 4096, max_padding: float = 0.25,
+                 max_wait_ms: float = 5.0, max_queue: int = 256, timeout_s: float = 10.0, background=None):
+        self.infer, self.background = infer, background  # background: optional `pending()`/`step()` work (drift)
+        self.max_batch_size, self.max_batch_tokens, self.max_padding = max_batch_size, max_batch_tokens, max_padding
+        self.max_wait_s, self.max_queue, self.timeout_s = max_wait_ms / 1000, max_queue, timeout_s
+        self._queue, self._queued_items, self._arriving, self._closed = collections.deque(), 0, 0, False
+        self._cond = threading.Condition()
+        self._items_per_s = None  # recent throughput (moving average), for Retry-After
+        self.stats = collections.Counter()
+        self._start()
+
+    def _start(self) -> None:
+        # A forked child (gunicorn --preload loads the app before forking) inherits no threads: it starts its own.
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="boolq-model")
+        self._thread.start()
+        # On shutdown (gunicorn stops a worker with SIGTERM) answer what is queued and let the thread leave its forward
+        # pass: an interpreter that exits under a running forward pass can abort in the C++ runtime.
+        atexit.register(self.close, 5)
+
+    @contextlib.contextmanager
+    def arriving(self):
+        "Around reading and encoding a request (and `put`): a forming batch may wait for it, at most `max_wait_ms`."
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
+
+    def retry_after(self) -> int:
+        "Seconds until the queue ahead would be answered at the recent throughput (at least 1)."
+        rate = self._items_per_s or 1.0
+        return max(1, min(60, math.ceil(self._queued_items / rate)))
+
+    def put(self, items: list, lengths: list[int]) -> _Queued:
+        "Queue one request's encoded items; `ServerBusy` (503) at once when the queue is full."
+        queued = _Queued(items, lengths)
+        if self._pid != os.getpid():
+            with Batcher._fork_lock:  # several request threads may meet a forked batcher at once: one restarts it
+                if self._pid != os.getpid():
+                    self._cond, self._queue, self._queued_items, self._arriving = (threading.Condition(),
+                                                                                   collections.deque(), 0, 0)
+                    self._start()
+        with self._cond:
+            if self._closed:
+                raise ServerBusy("the server is shutting down")
+            if self._queued_items and self._queued_items + len(items) > self.max_queue:
+                self.stats["rejected_queue_full"] += 1
+                raise ServerBusy(f"server busy: {self._queued_items} items already queued (limit {self.max_queue}); "
+                                 "retry later", self.retry_after())
+            self._queue.append(queued)
+            self._queued_items += len(items)
+            self._cond.notify_all()
+        return queued
+
+    def result(self, queued: _Queued) -> np.ndarray:
+        "P(yes) of each item of a queued request, once answered; `ServerBusy` (503) after `timeout_s`."
+        if not queued.done.wait(self.timeout_s):
+            with self._cond:
+                queued.cancelled = True  # still queued: the model thread skips it; being answered: the answer is dropped
+                self.stats["timed_out"] += 1
+                retry = self.retry_after()
+            raise ServerBusy(f"not answered within {self.timeout_s:g} s: the server is overloaded; retry later", retry)
+        if queued.error is not None:
+            raise queued.error
+        return queued.probs
+
+    def __call__(self, items: list, lengths: list[int]) -> np.ndarray:
+        "Queue one request and wait for its answers."
+        return self.result(self.put(items, lengths))
+
+    def wake(self) -> None:
+        "Let an idle model thread look for background work (a drift test that has just become due)."
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self, timeout: float | None = 10) -> None:
+        "Stop the model thread once the requests already queued are answered."
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+# %% ../nbs/06_serve.ipynb
+@patch
+def _next_batch(self: Batcher) -> list[_Queued] | None:
+    "The requests of the next batch ([] when only background work is due, None once closed)."
+    with self._cond:
+        while not self._queue:
+            if self._closed:
+                return None
+            if self.background is not None and self.background.pending():
+                return []
+            self._cond.wait()
+        # Requests being read and tokenized right now will be queued in a moment: wait for them rather than run a batch
+        # they could have joined. With nobody else arriving (one client) the batch starts at once.
+        deadline = time.monotonic() + self.max_wait_s
+        while self._arriving and self._queued_items < self.max_batch_size and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait(left)
+        taken, n = [], 0
+        while self._queue and (not taken or n + len(self._queue[0].items) <= self.max_batch_size):
+            queued = self._queue.popleft()
+            self._queued_items -= len(queued.items)
+            if not queued.cancelled:  # its caller has given up (timeout): no model time for it
+                taken.append(queued)
+                n += len(queued.items)
+        return taken
+
+@patch
+def _answer(self: Batcher, batch: list[_Queued]) -> None:
+    "Answer the requests of one batch in length-sorted forward passes; every caller gets its own answers."
+    started = time.perf_counter()
+    slots = [(queued, i) for queued in batch for i in range(len(queued.items))]
+    lengths = [queued.lengths[i] for queued, i in slots]
+    for group in length_groups(lengths, self.max_batch_size, self.max_batch_tokens, self.max_padding):
+        try:
+            probs = self.infer([slots[k][0].items[slots[k][1]] for k in group])
+            self.stats["model_calls"] += 1
+        except Exception as e:  # a genuine fault: the callers in this pass get it (a 500), the server goes on
+            logger.exception("model call failed")
+            for k in group:
+                slots[k][0].error = e
+            continue
+        for k, p in zip(group, probs):
+            queued, i = slots[k]
+            queued.probs[i] = p
+    for queued in batch:
+        queued.done.set()
+    rate = len(slots) / max(time.perf_counter() - started, 1e-6)
+    self._items_per_s = rate if self._items_per_s is None else 0.8 * self._items_per_s + 0.2 * rate
+    self.stats.update(batches=1, requests=len(batch), items=len(slots))
+
+@patch
+def _loop(self: Batcher) -> None:
+    since_background = 0
+    while (batch := self._next_batch()) is not None:
+        if batch:
+            self._answer(batch)
+            since_background += 1
+        if self.background is not None and (not batch or since_background >= 4) and self.background.pending():
+            try:
+                self.background.step()
+            except Exception:  # background work reports its own errors; it must never stop the answers
+                logger.exception("background work failed")
+            since_background = 0
+
+# %% ../nbs/06_serve.ipynb
+def available_cores() -> int:
+    "CPU cores this process may run on (its affinity mask where the OS has one), at least 1."
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
+    "Forward-pass threads for each of `workers` worker processes sharing `cores` (default: the available cores)."
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, workers))
 
 # %% ../nbs/06_serve.ipynb
 def api_key_problem(headers, api_key: str | None) -> str | None:
@@ -194,52 +414,86 @@ def _drift_fields(result) -> dict:
             "drift": None if drift is None else bool(drift), "n": None if n is None else int(n)}
 
 class DriftWindow:
-    "The most recent `size` inputs; tested against `monitor` in the background after every `size` new ones."
-    def __init__(self, monitor, size: int = 200, use_title: bool = False):
+    "The most recent `size` inputs, tested against `monitor` after every `size` new ones, in slices of `chunk` pairs."
+    def __init__(self, monitor, size: int = 200, use_title: bool = False, chunk: int = 16, own_thread: bool = True):
         if size < 2:
             raise ValueError(f"drift window must hold at least 2 inputs, got {size}")
-        self.monitor, self.size, self.use_title = monitor, size, use_title
+        self.monitor, self.size, self.use_title, self.chunk = monitor, size, use_title, chunk
+        # own_thread: run each test in a thread of its own; otherwise a model thread calls `step()` between batches.
+        self.own_thread = own_thread
         self.recent = collections.deque(maxlen=size)
         self.seen = self.new_since_test = 0
-        self.latest, self.error, self._worker = None, None, None
+        self.latest, self.error, self._job = None, None, None
         self._lock = threading.Lock()
 
     def observe(self, questions: list[str], passages: list[str], titles: list[str] | None = None) -> None:
-        "Add inputs; start a test when a window's worth of new ones has arrived and no test is running."
+        "Add inputs; a test becomes due when a window's worth of new ones has arrived and no test is under way."
         with self._lock:
             self.recent.extend(zip(questions, passages, titles or [""] * len(questions)))
             self.seen += len(questions)
             self.new_since_test += len(questions)
-            if self.new_since_test < self.size or (self._worker is not None and self._worker.is_alive()):
+            if self.new_since_test < self.size or self._job is not None:
                 return
             self.new_since_test = 0
-            window = list(self.recent)
-            self._worker = threading.Thread(target=self._test, args=(window,), daemon=True, name="drift-test")
-            self._worker.start()
+            questions, passages, titles = map(list, zip(*self.recent))
+            self._job = {"pairs": (questions, passages, titles if self.use_title else None), "done": 0,
+                         "features": [], "finished": threading.Event()}
+        if self.own_thread:
+            threading.Thread(target=self._run, daemon=True, name="drift-test").start()
 
-    def _test(self, window: list[tuple[str, str, str]]) -> None:
+    def _run(self) -> None:
+        while self.step():
+            pass
+
+    def pending(self) -> bool:
+        "Whether a test is due or under way."
+        return self._job is not None
+
+    def step(self) -> bool:
+        "Do one slice of the test under way (features of `chunk` pairs, or the test itself); whether any is left."
+        job = self._job
+        if job is None:
+            return False
+        questions, passages, titles = job["pairs"]
         try:
-            questions, passages, titles = map(list, zip(*window))
-            result = self.monitor.test(questions, passages, titles) if self.use_title else self.monitor.test(questions, passages)
-            fields = _drift_fields(result)
+            # A monitor that can split the work (boolq_nb.drift's) gets features a chunk at a time, then the test: no
+            # slice holds the model thread for longer than `chunk` pairs' forward pass or one permutation test.
+            sliced = hasattr(self.monitor, "features") and hasattr(self.monitor, "test_features")
+            if sliced and job["done"] < len(questions):
+                part = slice(job["done"], job["done"] + self.chunk)
+                job["features"].append(self.monitor.features(questions[part], passages[part],
+                                                             titles[part] if titles is not None else None))
+                job["done"] += len(questions[part])
+                return True
+            if sliced:
+                result = self.monitor.test_features(torch.cat(job["features"]))
+            else:
+                result = (self.monitor.test(questions, passages, titles) if titles is not None
+                          else self.monitor.test(questions, passages))
             with self._lock:
-                self.latest = {**fields, "tested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                self.latest = {**_drift_fields(result), "tested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 self.error = None
         except Exception as e:  # reported in the status; a failing test must not take answers down
             logger.exception("drift test failed")
             with self._lock:
                 self.error = f"{type(e).__name__}: {e}"
+        with self._lock:
+            self._job = None
+        job["finished"].set()
+        return False
 
     def wait(self, timeout: float | None = None) -> None:
-        "Wait for a running test to finish."
-        if self._worker is not None:
-            self._worker.join(timeout)
+        "Wait for the test under way (if any) to finish."
+        job = self._job
+        if job is not None:
+            job["finished"].wait(timeout)
 
     def status(self) -> dict:
         with self._lock:
             return {"enabled": True, "window": self.size, "seen": self.seen, "latest": self.latest, "error": self.error}
 
-def load_drift_window(model_dir: str | os.PathLike, model, size: int = 200) -> tuple[DriftWindow | None, str | None]:
+def load_drift_window(model_dir: str | os.PathLike, model, size: int = 200, own_thread: bool = True
+                      ) -> tuple[DriftWindow | None, str | None]:
     "A drift window when a monitor is saved with the model, else (None, why not)."
     folder = Path(model_dir)/DRIFT_SUBDIR
     if not folder.is_dir():
@@ -253,7 +507,7 @@ def load_drift_window(model_dir: str | os.PathLike, model, size: int = 200) -> t
     except Exception as e:  # a monitor fitted for another model, a damaged file: serve answers anyway
         logger.warning("drift monitor in %s not loaded: %s", folder, e)
         return None, f"drift monitor in {folder} could not be loaded: {type(e).__name__}: {e}"
-    return DriftWindow(monitor, size, use_title=model.use_title), None
+    return DriftWindow(monitor, size, use_title=model.use_title, own_thread=own_thread), None
 
 # %% ../nbs/06_serve.ipynb
 # A NamedTuple, not a dataclass: azmlinfsrv executes this file without registering it in `sys.modules`, where
@@ -262,33 +516,47 @@ class ServeSettings(NamedTuple):
     "How the entry script serves, read from `BOOLQ_*` environment variables."
     model_dir: Path
     backend: str = "torch"
-    max_batch_size: int = 64
+    max_batch_size: int = 64       # items in one request, and in one batch of the model thread
     max_body_bytes: int = 1_000_000
     api_key: str | None = None
     drift_window: int = 200
+    max_batch_tokens: int = 4096   # padded tokens in one forward pass
+    max_wait_ms: float = 5.0       # longest a batch waits for requests still being read
+    max_queue: int = 256           # queued items beyond which a request gets 503
+    timeout_s: float = 10.0        # longest a request waits for its answers before 503
+    threads: int | None = None     # forward-pass threads; None: intra_op_threads(workers)
+    workers: int = 1               # worker processes sharing the cores (azmlinfsrv's WORKER_COUNT)
+    max_padding: float = 0.25      # most padding share of a forward pass
 
     @classmethod
     def from_env(cls, environ=None) -> "ServeSettings":
         environ = os.environ if environ is None else environ
-        def positive_int(name, default):
+        def number(name, default, kind=int, minimum=1):
             raw = environ.get(name)
             if raw is None or raw == "":
                 return default
+            what = "a positive integer" if kind is int and minimum == 1 else f"a number >= {minimum}"
             try:
-                value = int(raw)
+                value = kind(raw)
             except ValueError:
-                raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+                raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+            if not value >= minimum or value == float("inf"):
+                raise ValueError(f"{name} must be {what}, got {raw!r}")
             return value
         backend = environ.get("BOOLQ_BACKEND") or "torch"
         if backend not in BACKENDS:
             raise ValueError(f"BOOLQ_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         return cls(model_dir=resolve_model_dir(environ), backend=backend,
-                   max_batch_size=positive_int("BOOLQ_MAX_BATCH_SIZE", 64),
-                   max_body_bytes=positive_int("BOOLQ_MAX_BODY_BYTES", 1_000_000),
+                   max_batch_size=number("BOOLQ_MAX_BATCH_SIZE", 64),
+                   max_body_bytes=number("BOOLQ_MAX_BODY_BYTES", 1_000_000),
                    api_key=environ.get("BOOLQ_API_KEY") or None,
-                   drift_window=positive_int("BOOLQ_DRIFT_WINDOW", 200))
+                   drift_window=number("BOOLQ_DRIFT_WINDOW", 200),
+                   max_batch_tokens=number("BOOLQ_MAX_BATCH_TOKENS", 4096),
+                   max_wait_ms=number("BOOLQ_MAX_WAIT_MS", 5.0, float, minimum=0),
+                   max_queue=number("BOOLQ_MAX_QUEUE", 256),
+                   timeout_s=number("BOOLQ_TIMEOUT_S", 10.0, float, minimum=0.001),
+                   threads=number("BOOLQ_THREADS", None),
+                   workers=number("WORKER_COUNT", 1))
 
 def resolve_model_dir(environ=None) -> Path:
     "The model folder: `$BOOLQ_MODEL_DIR`, else `$AZUREML_MODEL_DIR` or the one model folder directly below it."
@@ -309,37 +577,77 @@ def resolve_model_dir(environ=None) -> Path:
     return found[0]
 
 class ScoringService:
-    "A loaded model with its limits and drift window: answers parsed requests."
+    "A loaded model behind its model thread, with its limits and drift window: answers parsed requests."
     def __init__(self, settings: ServeSettings):
         self.settings = settings
-        self.model = load_model(settings.model_dir, settings.backend)
-        self.drift, self.drift_off_reason = load_drift_window(settings.model_dir, self.model, settings.drift_window)
+        self.threads = settings.threads or intra_op_threads(settings.workers)
+        torch.set_num_threads(self.threads)  # per process; ONNX Runtime gets the same number per session
+        self.model = load_model(settings.model_dir, settings.backend, threads=self.threads)
+        self.drift, self.drift_off_reason = load_drift_window(settings.model_dir, self.model, settings.drift_window,
+                                                              own_thread=False)  # the model thread runs the tests
+        self._collate = bq_features.make_collator(self.model.tokenizer)  # used by the model thread only
+        self.batcher = Batcher(self._infer, settings.max_batch_size, settings.max_batch_tokens, settings.max_padding,
+                               settings.max_wait_ms, settings.max_queue, settings.timeout_s, background=self.drift)
+        # Request threads encode with copies of a tokenizer that no thread uses itself (see `encode`).
+        self._local, self._tokenizer_template = threading.local(), copy.deepcopy(self.model.tokenizer)
+
+    def _infer(self, items: list[dict]) -> np.ndarray:
+        "One forward pass over encoded items (the model thread's `infer`)."
+        return batch_probability(self.model, self._collate(items))
+
+    def encode(self, questions: list[str], passages: list[str], titles: list[str] | None):
+        "Model inputs of each pair, its length in tokens and whether its passage was cut; ValueError if impossible."
+        # A fast tokenizer is not safe to call from several threads at once (its Rust side is borrowed mutably
+        # when truncation is set), so each request thread encodes with a copy of its own, copied from a template
+        # that is never called (the model's own tokenizer is the model thread's, for drift tests and padding).
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._local.tokenizer = copy.deepcopy(self._tokenizer_template)
+        enc = bq_features.encode_pairs(tokenizer, questions, passages, titles, self.model.max_length, self.model.use_title)
+        keys = [k for k in enc if k not in ("length", "truncated")]
+        return [{k: enc[k][i] for k in keys} for i in range(len(questions))], enc["length"], enc["truncated"]
 
     def score(self, body: bytes) -> list[dict] | dict:
-        "Answers for a `/score` body, in input order; `ScoreRequestError` for bad input."
-        items, batched = parse_score_body(body, self.settings.max_batch_size, self.settings.max_body_bytes)
-        questions, passages = [it["question"] for it in items], [it["passage"] for it in items]
-        titles = [it.get("title", "") for it in items] if self.model.use_title else None
-        try:
-            predictions = self.model.predict(questions, passages, titles, batch_size=self.settings.max_batch_size)
-        except ValueError as e:  # encode_pairs: a question too long to leave room for the passage
-            raise ScoreRequestError(str(e)) from None
+        "Answers for a `/score` body, in input order; `ScoreRequestError` for bad input, `ServerBusy` when overloaded."
+        with self.batcher.arriving():
+            items, batched = parse_score_body(body, self.settings.max_batch_size, self.settings.max_body_bytes)
+            questions, passages = [it["question"] for it in items], [it["passage"] for it in items]
+            titles = [it.get("title", "") for it in items] if self.model.use_title else None
+            try:
+                encoded, lengths, truncated = self.encode(questions, passages, titles)
+            except ValueError as e:  # encode_pairs: a question too long to leave room for the passage
+                raise ScoreRequestError(str(e)) from None
+            queued = self.batcher.put(encoded, lengths)
+        probs = self.batcher.result(queued)
         if self.drift is not None:
             self.drift.observe(questions, passages, titles)
-        answers = [prediction_json(p) for p in predictions]
+            self.batcher.wake()  # a test may have become due: an idle model thread starts it now
+        answers = [prediction_json(bq_model.YesNoPrediction(bool(p >= 0.5), float(p), bool(cut)))
+                   for p, cut in zip(probs, truncated)]
         return answers if batched else answers[0]
 
     def status(self) -> dict:
-        return {"status": "ready", "model_dir": str(self.settings.model_dir), "backend": self.settings.backend,
+        s = self.settings
+        return {"status": "ready", "model_dir": str(s.model_dir), "backend": s.backend,
                 "model": repr(self.model), "max_length": self.model.max_length,
-                "max_batch_size": self.settings.max_batch_size, "max_body_bytes": self.settings.max_body_bytes,
+                "max_batch_size": s.max_batch_size, "max_body_bytes": s.max_body_bytes,
+                "batching": {"max_batch_tokens": s.max_batch_tokens, "max_wait_ms": s.max_wait_ms,
+                             "max_queue": s.max_queue, "timeout_s": s.timeout_s, "threads": self.threads,
+                             "workers": s.workers, "served": dict(self.batcher.stats)},
                 "drift": self.drift.status() if self.drift else {"enabled": False, "reason": self.drift_off_reason}}
+
+    def close(self) -> None:
+        "Stop the model thread (after the requests already queued)."
+        self.batcher.close()
 
 _service: ScoringService | None = None
 
 def init():
     "Azure ML entry point: load the model named by the environment."
     global _service
+    # The cores belong to the model thread: a request's few pairs are tokenized in its own thread, not spread over
+    # the tokenizers library's thread pool (unless the environment asks for that).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = ServeSettings.from_env()
     logger.info("loading %s (backend %s)", settings.model_dir, settings.backend)
     _service = ScoringService(settings)
@@ -347,11 +655,21 @@ def init():
 def _error(status: int, message: str, headers: dict | None = None) -> AMLResponse:
     return AMLResponse({"message": message}, status, headers or {}, json_str=True)
 
+def _drain(stream, most: int) -> None:
+    "Read and drop what is left of a request body, at most `most` bytes."
+    while most > 0 and (chunk := stream.read(min(most, 1 << 20))):
+        most -= len(chunk)
+
 def _read_body(request, limit: int) -> bytes:
-    "The request body, refusing to read more than `limit` bytes."
-    if request.content_length is not None and request.content_length > limit:
+    "The request body, refusing to keep more than `limit` bytes."
+    too_long = request.content_length is not None and request.content_length > limit
+    body = b"" if too_long else request.stream.read(limit + 1)  # one byte over the limit is enough to know
+    if too_long or len(body) > limit:
+        # Refused, but read to its end all the same (up to a bound): gthread keeps the connection alive, and a body
+        # left unread in it reached the client as a reset connection instead of this 413 (found by tests/test_fuzz.py).
+        _drain(request.stream, max(16 * limit, 16 << 20))
         raise ScoreRequestError(f"request body is over the limit of {limit} bytes", 413)
-    return request.stream.read(limit + 1)  # one byte over the limit is enough to know it is too long
+    return body
 
 @rawhttp
 def run(request):
@@ -367,6 +685,8 @@ def run(request):
         return _error(405, f"method {request.method} not allowed: POST to score, GET for status")
     try:
         return AMLResponse(_service.score(_read_body(request, _service.settings.max_body_bytes)), 200, json_str=True)
+    except ServerBusy as e:
+        return _error(e.status, str(e), {"Retry-After": str(e.retry_after)})
     except ScoreRequestError as e:
         return _error(e.status, str(e))
 
@@ -386,8 +706,16 @@ def build_serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need an API key)")
     p.add_argument("--port", type=int, default=6789)
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes, each with its own model copy")
+    p.add_argument("--request-threads", type=int, default=32,
+                   help="requests each worker holds at once (gunicorn gthread threads), from which batches form")
+    p.add_argument("--model-threads", type=int, default=None,
+                   help="forward-pass threads per worker (default: available cores // workers)")
     p.add_argument("--backend", choices=BACKENDS, default="torch")
-    p.add_argument("--max-batch-size", type=int, default=64, help="most items in one request (scored as one batch)")
+    p.add_argument("--max-batch-size", type=int, default=64, help="most items in one request, and in one batch")
+    p.add_argument("--max-batch-tokens", type=int, default=4096, help="most padded tokens in one forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a batch waits for requests being read")
+    p.add_argument("--max-queue", type=int, default=256, help="queued items beyond which requests get 503")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds a request may wait for its answers (then 503)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000)
     p.add_argument("--drift-window", type=int, default=200, help="recent inputs tested for drift (when a monitor exists)")
     p.add_argument("--api-key", default=None, help="require this key (default: $BOOLQ_API_KEY; none: loopback only)")
@@ -406,15 +734,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"boolq-serve: {args.model}: not a boolq_nb model folder (no {bq_model.MODEL_INFO_FILE})", file=sys.stderr)
         return 2
     for name, value in (("--port", args.port), ("--workers", args.workers), ("--max-batch-size", args.max_batch_size),
-                        ("--max-body-bytes", args.max_body_bytes), ("--drift-window", args.drift_window)):
+                        ("--max-body-bytes", args.max_body_bytes), ("--drift-window", args.drift_window),
+                        ("--request-threads", args.request_threads), ("--model-threads", args.model_threads or 1),
+                        ("--max-batch-tokens", args.max_batch_tokens), ("--max-queue", args.max_queue)):
         if value < 1:
             print(f"boolq-serve: {name} must be a positive integer, got {value}", file=sys.stderr)
             return 2
+    for name, value, low in (("--max-wait-ms", args.max_wait_ms, 0), ("--timeout", args.timeout, 0.001)):
+        if not low <= value < float("inf"):
+            print(f"boolq-serve: {name} must be a number >= {low}, got {value}", file=sys.stderr)
+            return 2
     os.environ.update(BOOLQ_MODEL_DIR=str(model_dir), BOOLQ_BACKEND=args.backend,
                       BOOLQ_MAX_BATCH_SIZE=str(args.max_batch_size), BOOLQ_MAX_BODY_BYTES=str(args.max_body_bytes),
-                      BOOLQ_DRIFT_WINDOW=str(args.drift_window))
+                      BOOLQ_DRIFT_WINDOW=str(args.drift_window), BOOLQ_MAX_BATCH_TOKENS=str(args.max_batch_tokens),
+                      BOOLQ_MAX_WAIT_MS=str(args.max_wait_ms), BOOLQ_MAX_QUEUE=str(args.max_queue),
+                      BOOLQ_TIMEOUT_S=str(args.timeout))
+    if args.model_threads:
+        os.environ["BOOLQ_THREADS"] = str(args.model_threads)
     if api_key:
         os.environ["BOOLQ_API_KEY"] = api_key
+    # azmlinfsrv starts gunicorn with its default sync worker (one request at a time per process) and no option for
+    # threads; gunicorn's own GUNICORN_CMD_ARGS adds them, and with threads > 1 gunicorn runs its gthread worker.
+    # Options given here come first, so any the caller already set in GUNICORN_CMD_ARGS still win.
+    os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.request_threads} {os.environ.get('GUNICORN_CMD_ARGS', '')}".strip()
     from azureml_inference_server_http import amlserver
     amlserver.DEFAULT_HOST = args.host  # azmlinfsrv has no option for the address; this is the one it binds
     sys.argv = ["azmlinfsrv", "--entry_script", str(Path(__file__).resolve()), "--model_dir", str(model_dir),
@@ -447,7 +789,7 @@ def predict_jsonl(model: bq_model.YesNoModel, input_path: str | os.PathLike, out
                   batch_size: int = 64) -> dict:
     "Answer every line of `input_path` into `output_path` (atomically); a summary with accuracy when labelled."
     n, labels, predictions = 0, [], []
-    with bq_data.atomic_path(output_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+    with bq_io.atomic_path(output_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for batch in read_predict_jsonl(input_path, batch_size):
             items = [item for _, item, _ in batch]
             titles = [it.get("title", "") for it in items] if model.use_title else None

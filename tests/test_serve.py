@@ -3,6 +3,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -90,15 +92,96 @@ def test_api_key_required(server):
     assert requests.get(server + "/score", timeout=10).status_code == 401
 
 
-def test_concurrent_requests_all_succeed(server):
+def test_concurrent_requests_get_their_own_answers_in_order(server, served_model):
+    "64 requests from 16 clients, batched together by the server's model thread: each gets its own answers, in order."
+    model, _ = served_model
+    expected, _ = model.predict_proba([q for q, _ in PAIRS], [p for _, p in PAIRS])
+    def items(i):  # a different sequence of pairs for every request
+        return [(i + k * (1 + i % 3)) % len(PAIRS) for k in range(1 + i % 3)]
     def one(i):
-        q, p = PAIRS[i % len(PAIRS)]
-        body = {"inputs": [{"question": q, "passage": p}] * (1 + i % 3)}
+        body = {"inputs": [{"question": PAIRS[j][0], "passage": PAIRS[j][1]} for j in items(i)]}
         response = _score(server, body)
-        return response.status_code, len(response.json())
+        return response.status_code, [a["probability"] for a in response.json()]
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(64)))
-    assert results == [(200, 1 + i % 3) for i in range(64)]
+    assert [status for status, _ in results] == [200] * 64
+    for i, (_, probs) in enumerate(results):
+        np.testing.assert_allclose(probs, expected[items(i)], atol=1e-4, err_msg=f"request {i}")
+    served = requests.get(server + "/score", headers=AUTH, timeout=10).json()["batching"]["served"]
+    assert served["requests"] >= 64 and served["model_calls"] >= 1
+
+
+class _GatedInfer:
+    "Wraps the service's model call: records each call's size and holds the first at a gate until released."
+    def __init__(self, infer):
+        self.infer, self.sizes = infer, []
+        self.gate, self.entered = threading.Event(), threading.Event()
+    def __call__(self, items):
+        self.sizes.append(len(items))
+        self.entered.set()
+        self.gate.wait(60)
+        return self.infer(items)
+
+
+def _wait_until(condition, what, timeout=60):
+    "Wait for the model thread to reach a state (the limit only stops a broken test from hanging)."
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def gated_service(served_model):
+    from boolq_nb.serve import ScoringService, ServeSettings
+    _, model_dir = served_model
+    service = ScoringService(ServeSettings(model_dir=model_dir, max_queue=6, max_padding=1.0))
+    gated = service.batcher.infer = _GatedInfer(service.batcher.infer)
+    yield service, gated
+    gated.gate.set()
+    service.close()
+
+
+def test_waiting_requests_share_one_model_call(gated_service, served_model):
+    "While the model thread is busy, requests queue; it then answers all of them in one forward pass."
+    service, gated = gated_service
+    model, _ = served_model
+    expected, _ = model.predict_proba([q for q, _ in PAIRS], [p for _, p in PAIRS])
+    bodies = [json.dumps({"question": q, "passage": p}).encode() for q, p in PAIRS]
+    with ThreadPoolExecutor(len(PAIRS) + 1) as pool:
+        first = pool.submit(service.score, bodies[0])
+        assert gated.entered.wait(60)
+        waiting = [pool.submit(service.score, body) for body in bodies]
+        _wait_until(lambda: service.batcher._queued_items == len(PAIRS), "all requests queued")
+        gated.gate.set()
+        answers = [f.result(60) for f in waiting]
+    assert first.result(60)["answer"] == bool(expected[0] >= 0.5)
+    assert gated.sizes == [1, len(PAIRS)]
+    np.testing.assert_allclose([a["probability"] for a in answers], expected, atol=1e-4)
+
+
+def test_full_queue_gets_503_with_retry_after(gated_service):
+    "A request that would overfill the queue is refused at once (503, Retry-After), through the entry script's run()."
+    import flask
+    import boolq_nb.serve as serve
+    service, gated = gated_service
+    body = json.dumps({"inputs": [{"question": q, "passage": p} for q, p in PAIRS[:3]]})
+    app = flask.Flask("test")
+    loaded, serve._service = serve._service, service
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(service.score, body.encode())
+            assert gated.entered.wait(60)
+            queued = [pool.submit(service.score, body.encode()) for _ in range(2)]  # 6 items: the queue is full
+            _wait_until(lambda: service.batcher._queued_items == 6, "six items queued")
+            with app.test_request_context("/score", method="POST", data=body):
+                busy = serve.run(flask.request)
+            gated.gate.set()
+            assert [len(f.result(60)) for f in [first, *queued]] == [3, 3, 3]
+    finally:
+        serve._service = loaded
+    assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
+    assert "items already queued (limit 6)" in json.loads(busy.get_data())["message"]
 
 
 def test_refuses_public_bind_without_key(served_model, tmp_path):
