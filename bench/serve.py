@@ -340,24 +340,6 @@ def print_summary(results: dict) -> None:
     print("\ntargets:", json.dumps(results.get("targets"), indent=1))
 
 
-def markdown_table(results: dict) -> str:
-    "The results as the README's table: items/s (p50 / p99 ms) and speed-up over the naive server, per setting."
-    settings = sorted({(r["concurrency"], r["items_per_request"]) for r in results["settings"] if r["server"] != "in-process loop"},
-                      key=lambda s: (s[1], s[0]))
-    servers = list(dict.fromkeys(r["server"] for r in results["settings"]))
-    head = "| server | " + " | ".join(f"{items} item{'s' if items > 1 else ''}, concurrency {c}" for c, items in settings) + " |"
-    lines = [head, "|---" * (len(settings) + 1) + "|"]
-    for server in servers:
-        cells = []
-        for c, items in settings:
-            r = next((r for r in results["settings"] if r["server"] == server and r["concurrency"] == c
-                      and r["items_per_request"] == items), None)
-            cells.append("" if r is None else f"{r['items_per_s']:.1f} ({r['p50_ms']:,.0f} / {r['p99_ms']:,.0f})"
-                         + ("" if server == "naive" or not r.get("speedup_vs_naive") else f", {r['speedup_vs_naive']:.2f}x"))
-        lines.append(f"| {server} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", "--model", dest="model", help="a boolq_nb model folder")
@@ -374,9 +356,10 @@ def main(argv=None) -> int:
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.report:
+        from boolq_nb.results import serving_table
         results = json.loads(Path(args.report).read_text())
         print_summary(results)
-        print("\n" + markdown_table(results))
+        print("\n" + serving_table(args.report))
         return 0
     if not args.model:
         p.error("--model-dir is required")
@@ -386,6 +369,7 @@ def main(argv=None) -> int:
     if not (Path(args.model)/"boolq_nb.json").is_file():
         p.error(f"{args.model}: not a boolq_nb model folder (no boolq_nb.json)")
     from boolq_nb.io import atomic_write_json
+    from boolq_nb.results import serving_table
     pairs, source = load_pairs(args.pairs)
     backends = args.backends.split(",")
     t_start = time.time()
@@ -444,7 +428,7 @@ def main(argv=None) -> int:
     results["total_s"] = round(time.time() - t_start, 1)
     atomic_write_json(args.out, results)
     print_summary(results)
-    print("\n" + markdown_table(results))
+    print("\n" + serving_table(args.out))
     print(f"\nwrote {args.out} in {results['total_s']} s")
     return 0
 

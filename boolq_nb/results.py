@@ -21,8 +21,9 @@ from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
            'percent', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
-           'epoch_table', 'fuzz_table', 'full_data_table', 'readme_results', 'results_block', 'update_index_results',
-           'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table']
+           'train_speed_table', 'serving_table', 'epoch_table', 'fuzz_table', 'full_data_table', 'readme_results',
+           'results_block', 'update_index_results', 'passage_ablation', 'ablation_table', 'backend_accuracy',
+           'backends_table']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -123,6 +124,54 @@ def curve_table(curve: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/07_results.ipynb
+def train_speed_table(speed_file: str | os.PathLike) -> str:
+    "`bench/train_speed.py`'s JSON as a markdown table: examples/s, speed-up and share of the matmul peak per path."
+    speed = json.loads(Path(speed_file).read_text())
+    peak, baseline = speed["peak_gflops"], speed["runs"][0]["examples_per_s"]
+    def share(gflops):
+        return "–" if gflops is None else f"{gflops:.0f} ({100 * gflops / peak:.0f} %)"
+    lines = [f"| path ({speed['steps']} steps of {speed['batch_size']}, {speed['torch_threads']} threads; peak "
+             f"{peak:.0f} GFLOP/s) | examples/s | speed-up | GFLOP/s computed | GFLOP/s useful |", "|---|---|---|---|---|"]
+    for run in speed["runs"]:
+        default = " (default)" if run["name"] == speed.get("default_path") else ""
+        lines.append(f"| {run['name']}{default} | {run['examples_per_s']:.2f} | {run['examples_per_s'] / baseline:.2f}x "
+                     f"| {share(run['achieved_gflops'])} | {share(run.get('useful_gflops'))} |")
+    evaluation = speed.get("evaluation")
+    if evaluation:
+        lines += ["", f"Evaluation ({evaluation['examples']} dev examples, length-sorted, batch "
+                  f"{evaluation['eval_batch_size']}): the Trainer's prediction {evaluation['trainer_predict_examples_per_s']:.0f} "
+                  f"examples/s, `YesNoModel` inference {evaluation['yes_no_model_examples_per_s']:.0f} examples/s."]
+    return "\n".join(lines)
+
+
+# %% ../nbs/07_results.ipynb
+def serving_table(serve_file: str | os.PathLike) -> str:
+    "`bench/serve.py`'s JSON as a markdown table (items/s, p50 / p99 ms, speed-up over the naive server) and its checks."
+    bench = json.loads(Path(serve_file).read_text())
+    rows = [r for r in bench["settings"] if r["server"] != "in-process loop"]
+    settings = sorted({(r["concurrency"], r["items_per_request"]) for r in rows}, key=lambda s: (s[1], s[0]))
+    servers = list(dict.fromkeys(r["server"] for r in bench["settings"]))
+    lines = ["| server | " + " | ".join(f"{n} item{'s' if n > 1 else ''} × {c}" for c, n in settings) + " |",
+             "|---" * (len(settings) + 1) + "|"]
+    for server in servers:
+        cells = []
+        for c, n in settings:
+            r = next((r for r in bench["settings"] if (r["server"], r["concurrency"], r["items_per_request"]) == (server, c, n)), None)
+            speedup = "" if r is None or server == "naive" or not r.get("speedup_vs_naive") else f", {r['speedup_vs_naive']:.2f}x"
+            cells.append("" if r is None else f"{r['items_per_s']:.1f} ({r['p50_ms']:,.0f} / {r['p99_ms']:,.0f}){speedup}")
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    checks = [f"{name.replace('_', ' ')}: {'met' if ok else 'NOT met'}" for name, ok in bench.get("targets", {}).items()
+              if isinstance(ok, bool)]
+    if checks:
+        lines += ["", "Targets: " + "; ".join(checks) + "."]
+    soak = bench.get("soak")
+    if soak:
+        lines += ["", f"Soak ({soak['backend']}): " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in soak.items()
+                                                           if k != "backend" and not isinstance(v, (dict, list))) + "."]
+    return "\n".join(lines)
+
+
+# %% ../nbs/07_results.ipynb
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def epoch_table(metrics_path: str | os.PathLike) -> str:
@@ -190,6 +239,13 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
     if any(Path(runs_dir).glob("*/backends.json")):
         parts += ["", "The same model on each serving backend (dev accuracy over all of dev, `07_results`; int8 is "
                   "recommended only where it stays within 0.5 points of PyTorch):", "", backends_table(runs_dir)]
+    speed_file, serve_file = Path(runs_dir).parent/"bench"/"results"/"train_speed.json", Path(runs_dir).parent/"bench"/"results"/"serve.json"
+    if speed_file.is_file():
+        parts += ["", "Training speed on this machine's CPU (`python bench/train_speed.py --steps 40 --profile 10`, "
+                  "`bench/results/train_speed.json`):", "", train_speed_table(speed_file)]
+    if serve_file.is_file() and "targets" in json.loads(serve_file.read_text()):  # the benchmark as it is now
+        parts += ["", "Serving (`python bench/serve.py --model-dir MODEL`, `bench/results/serve.json`; items/s with p50 / p99 "
+                  "latency in ms and the speed-up over a naive `transformers` pipeline server):", "", serving_table(serve_file)]
     if len(earlier):
         parts += ["", "Earlier runs, kept for reproducibility: trained on the 1,911-example subset of train "
                   "(`../shared/data/boolq-subset`), epoch chosen on dev itself, which flatters them:", "",
