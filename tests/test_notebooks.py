@@ -22,7 +22,7 @@ def test_library_in_step_with_notebooks(tmp_path):
     "nbdev_export would not change boolq_nb/: nobody edited the library by hand or forgot to export."
     import shutil
     copy = tmp_path/"repo"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "models", "wandb", "*.egg-info"))
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "models", "wandb", "*.egg-info", "_docs", "_proc", ".gpu", ".gpu.tmp"))
     nbdev_export = Path(sys.executable).with_name("nbdev_export")
     subprocess.run([str(nbdev_export)], cwd=copy, check=True, capture_output=True)
     for exported in sorted((ROOT/"boolq_nb").glob("*.py")):
