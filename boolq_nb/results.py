@@ -241,7 +241,7 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
                   "recommended only where it stays within 0.5 points of PyTorch):", "", backends_table(runs_dir)]
     speed_file, serve_file = Path(runs_dir).parent/"bench"/"results"/"train_speed.json", Path(runs_dir).parent/"bench"/"results"/"serve.json"
     if speed_file.is_file():
-        parts += ["", "Training speed on this machine's CPU (`python bench/train_speed.py --steps 40 --profile 10`, "
+        parts += ["", f"Training speed on this machine's CPU (`{json.loads(speed_file.read_text())['command']}`, "
                   "`bench/results/train_speed.json`):", "", train_speed_table(speed_file)]
     if serve_file.is_file() and "targets" in json.loads(serve_file.read_text()):  # the benchmark as it is now
         parts += ["", "Serving (`python bench/serve.py --model-dir MODEL`, `bench/results/serve.json`; items/s with p50 / p99 "
