@@ -166,8 +166,10 @@ def serving_table(serve_file: str | os.PathLike) -> str:
         lines += ["", "Targets: " + "; ".join(checks) + "."]
     soak = bench.get("soak")
     if soak:
-        lines += ["", f"Soak ({soak['backend']}): " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in soak.items()
-                                                           if k != "backend" and not isinstance(v, (dict, list))) + "."]
+        def shown(v):  # the server's memory is a total over its processes
+            return f"{v['total']:,.0f} MB" if isinstance(v, dict) and "total" in v else v
+        lines += ["", f"Soak ({soak['backend']}): " + ", ".join(f"{k.replace('_', ' ')} {shown(v)}" for k, v in soak.items()
+                                                           if k != "backend" and not isinstance(shown(v), (dict, list))) + "."]
     return "\n".join(lines)
 
 
@@ -228,10 +230,9 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
     if len(full):
         parts += ["", f"The runs on all of train (epoch chosen on the held-out slice; per-epoch tables in `runs/results.ipynb`):",
                   "", full_data_table(runs_dir, full)]
-    curve = learning_curve(runs)
-    if len(curve) > 1:
-        parts += ["", "What the data buys (the quickstart's recipe at seed 42 on more and more of train; "
-                  "`runs/learning_curve.png`):", "", curve_table(curve)]
+    if len(learning_curve(runs)) > 1:  # its rows are in the table above; the plot and its table in the results notebook
+        parts += ["", "What the data buys: the rows above at 500 to 8,955 examples are the quickstart's recipe at seed 42 on "
+                  "more and more of train (`runs/learning_curve.png`)."]
     if any(Path(runs_dir).glob("*/passage_ablation.json")):
         parts += ["", "Does the model read the passage? Dev accuracy of the same model with each question's own "
                   "passage, another example's passage, and the title alone (`07_results`, *passage ablation*):", "",
