@@ -23,7 +23,14 @@ at concurrency 1, 4, 16 and 64, and 16-item requests at concurrency 1 and 4. A r
 `speedup_vs_naive` (its items/s over the naive server's in the same setting). Then a soak: `--soak-seconds` at
 concurrency 32 against the best backend (most items/s at concurrency 16) with 2 % malformed requests; every good
 answer is checked against the in-process PyTorch answer, every bad request must get a 4xx, and the server's RSS is
-read at the start and the end. Inputs are BoolQ dev pairs when $BOOLQ_DATA_DIR is set, else synthetic tiny pairs.
+sampled every 5 s. Memory counts as flat when it grows by at most 2 % (+10 MB) over the soak's second half: the first
+half is where the allocator's caches grow to the working set of batch shapes, a leak grows on. `--soak-only` runs just
+the soak (`--soak-backend`), and `--server-env NAME=VALUE` sets environment variables of boolq-serve (for example
+`MALLOC_ARENA_MAX=2`), so allocator settings can be compared:
+
+    python bench/serve.py --model-dir MODEL --soak-only --soak-seconds 180 --out bench/results/serve-soak.json
+
+Inputs are BoolQ dev pairs when $BOOLQ_DATA_DIR is set, else synthetic tiny pairs.
 The results are written atomically to `--out`, with the targets of issue #16 checked in `targets`.
 """
 import argparse
@@ -51,6 +58,7 @@ SINGLE_CONCURRENCY = (1, 4, 16, 64)
 BATCH_CONCURRENCY = (1, 4)
 BATCH_ITEMS = 16
 SOAK_CONCURRENCY = 32
+RSS_SAMPLE_S = 5.0
 MALFORMED = [b'{"question": "is it", "passage": ', b'{"question": "is it"}', b'{"question": "", "passage": "p"}',
              b'{"question": 3, "passage": "p"}', b'{"inputs": []}', b'[1, 2]', b'\xff\xfe']
 
@@ -91,14 +99,14 @@ def _wait_up(proc, url: str, log: Path, limit: float = 300):
     raise RuntimeError(f"server not up after {limit} s; see {log}")
 
 
-def start_server(model: str, backend: str, max_batch: int, log: Path, extra_args=()):
-    "boolq-serve (`python -m boolq_nb.serve`) with its defaults on a free loopback port: (process, url)."
+def start_server(model: str, backend: str, max_batch: int, log: Path, extra_args=(), env: dict | None = None):
+    "boolq-serve (`python -m boolq_nb.serve`) with its defaults (and `env`) on a free loopback port: (process, url)."
     port = _free_port()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "boolq_nb.serve", "--model", model, "--port", str(port),
                                  "--backend", backend, "--max-batch-size", str(max_batch), *extra_args],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={k: v for k, v in os.environ.items() if k != "BOOLQ_API_KEY"})
+                                env={**{k: v for k, v in os.environ.items() if k != "BOOLQ_API_KEY"}, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     _wait_up(proc, url, log)
     return proc, url
@@ -260,6 +268,25 @@ def server_rss_mb(proc) -> dict:
     return {"processes": out, "total": round(sum(out.values()), 1)}
 
 
+def sample_rss(proc, stop: threading.Event, every: float = RSS_SAMPLE_S) -> list:
+    "[seconds since start, server RSS in MB] every `every` seconds until `stop` is set (run in a thread)."
+    samples, start = [], time.perf_counter()
+    while True:
+        samples.append([round(time.perf_counter() - start, 1), server_rss_mb(proc)["total"]])
+        if stop.wait(every):
+            samples.append([round(time.perf_counter() - start, 1), server_rss_mb(proc)["total"]])
+            return samples
+
+
+def memory_verdict(samples: list) -> dict:
+    "RSS growth over the second half of `samples` and whether it is flat (at most 2 % + 10 MB)."
+    end_t = samples[-1][0]
+    mid = next(mb for t, mb in samples if t >= end_t / 2)
+    growth = samples[-1][1] - mid
+    return {"rss_mb_mid": mid, "rss_growth_last_half_mb": round(growth, 1),
+            "memory_flat": growth <= 0.02 * mid + 10}
+
+
 def soak(pool, url: str, proc, pairs: list[dict], expected: list[float], seconds: float, warmup: float) -> dict:
     "Concurrency 32 for `seconds`, one request in 50 malformed: correctness of every answer, and memory."
     good = _bodies(pairs[:len(expected)], 1, len(expected))
@@ -271,10 +298,16 @@ def soak(pool, url: str, proc, pairs: list[dict], expected: list[float], seconds
         else:
             bodies.append(good[i % len(good)])
             kinds.append(i % len(good))
-    pool.apply(_load, (url, good, SOAK_CONCURRENCY, 1.0, 0.0))  # warm
+    pool.apply(_load, (url, good, SOAK_CONCURRENCY, max(1.0, warmup), 0.0))  # warm
     rss_start = server_rss_mb(proc)
-    rows, wall = pool.apply(_load, (url, bodies, SOAK_CONCURRENCY, seconds, warmup, kinds))
+    stop, samples = threading.Event(), []
+    sampler = threading.Thread(target=lambda: samples.extend(sample_rss(proc, stop)), daemon=True)
+    sampler.start()
+    rows, wall = pool.apply(_load, (url, bodies, SOAK_CONCURRENCY, seconds, 0.0, kinds))
+    stop.set()
+    sampler.join()
     rss_end = server_rss_mb(proc)
+    memory = memory_verdict(samples)
     counts = dict.fromkeys(["good", "good_correct", "good_wrong", "good_503", "bad", "bad_4xx", "bad_other", "5xx_not_503",
                             "connection_errors"], 0)
     for _, _, status, i, data in rows:
@@ -295,11 +328,11 @@ def soak(pool, url: str, proc, pairs: list[dict], expected: list[float], seconds
         correct = answer is not None and answer["answer"] == (p >= 0.5) and abs(answer["probability"] - p) < 1e-3
         counts["good_correct" if correct else "good_wrong"] += 1
     summary = summarise(rows, wall, 1)
-    return {"concurrency": SOAK_CONCURRENCY, "seconds": seconds, "malformed_share": round(counts["bad"] / max(1, len(rows)), 4),
+    return {"concurrency": SOAK_CONCURRENCY, "seconds": seconds, "warmup_s": max(1.0, warmup), "malformed_share": round(counts["bad"] / max(1, len(rows)), 4),
             **counts, "items_per_s": summary["items_per_s"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
-            "rss_mb_start": rss_start, "rss_mb_end": rss_end,
+            "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rss_mb_samples": samples, **memory,
             "passed": (counts["good_wrong"] == 0 and counts["bad_other"] == 0 and counts["5xx_not_503"] == 0
-                       and counts["connection_errors"] == 0 and rss_end["total"] <= rss_start["total"] * 1.1 + 20)}
+                       and counts["connection_errors"] == 0 and memory["memory_flat"])}
 
 
 def check_targets(results: dict) -> dict:
@@ -328,14 +361,15 @@ def check_targets(results: dict) -> dict:
 
 def print_summary(results: dict) -> None:
     print(f"\n{'server':<16}{'conc':>5}{'items/req':>10}{'items/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs naive':>9}  statuses")
-    for r in results["settings"]:
+    for r in results.get("settings", []):
         print(f"{r['server']:<16}{r['concurrency']:>5}{r['items_per_request']:>10}{r['items_per_s']:>10.1f}"
               f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r.get('speedup_vs_naive', float('nan')):>8.2f}x  {r['statuses']}")
     if "soak" in results:
         s = results["soak"]
         print(f"\nsoak ({s['backend']}, {s['seconds']:g} s at concurrency {s['concurrency']}): {s['good_correct']}/{s['good']} "
               f"good answered correctly ({s['good_503']} 503), {s['bad_4xx']}/{s['bad']} malformed got 4xx, "
-              f"5xx other than 503: {s['5xx_not_503']}, RSS {s['rss_mb_start']['total']} -> {s['rss_mb_end']['total']} MB: "
+              f"5xx other than 503: {s['5xx_not_503']}, RSS {s['rss_mb_start']['total']} -> {s['rss_mb_end']['total']} MB "
+              f"({s.get('rss_growth_last_half_mb', '?')} MB in the second half): "
               f"{'passed' if s['passed'] else 'FAILED'}")
     print("\ntargets:", json.dumps(results.get("targets"), indent=1))
 
@@ -348,6 +382,11 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per setting")
     p.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before each setting")
     p.add_argument("--soak-seconds", type=float, default=60.0, help="0: no soak")
+    p.add_argument("--soak-warmup", type=float, default=10.0, help="untimed seconds at the soak's load before it")
+    p.add_argument("--soak-only", action="store_true", help="run only the soak, against --soak-backend")
+    p.add_argument("--soak-backend", default="torch", help="the backend soaked with --soak-only")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for boolq-serve (repeatable), e.g. MALLOC_ARENA_MAX=2")
     p.add_argument("--pairs", type=int, default=512, help="distinct inputs cycled through")
     p.add_argument("--int8-recommended", action="store_true",
                    help="let onnx-int8 be the best backend (only where its dev accuracy is within 0.5 points)")
@@ -368,6 +407,12 @@ def main(argv=None) -> int:
         return 0
     if not (Path(args.model)/"boolq_nb.json").is_file():
         p.error(f"{args.model}: not a boolq_nb model folder (no boolq_nb.json)")
+    server_env = {}
+    for item in args.server_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            p.error(f"--server-env {item!r}: expected NAME=VALUE")
+        server_env[name] = value
     from boolq_nb.io import atomic_write_json
     from boolq_nb.results import serving_table
     pairs, source = load_pairs(args.pairs)
@@ -375,7 +420,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     results = {"model": args.model, "model_info": json.loads((Path(args.model)/"boolq_nb.json").read_text()),
                "inputs": source, "cpu_count": os.cpu_count(), "available_cores": len(os.sched_getaffinity(0)),
-               "seconds_per_setting": args.seconds, "int8_recommended": args.int8_recommended, "warmup_s": args.warmup, "backends": backends,
+               "server_env": server_env, "seconds_per_setting": args.seconds, "int8_recommended": args.int8_recommended, "warmup_s": args.warmup, "backends": backends,
                "thread_split": ("servers: one process each, unpinned; boolq-serve: 1 gunicorn gthread worker, 32 request "
                                 "threads, 1 model thread with cores // workers intra-op threads; naive: 1 thread, torch "
                                 "defaults; load generator: 1 process, 1 thread per client, nice +5"),
@@ -386,6 +431,19 @@ def main(argv=None) -> int:
     naive_items = {}
     # The load generator's own process, at nice +5 so that the server under test gets the cores first.
     with multiprocessing.get_context("spawn").Pool(1, initializer=os.nice, initargs=(5,)) as pool:
+        if args.soak_only:
+            _, expected = in_process(args.model, pairs, BATCH_ITEMS, args.seconds)
+            proc, url = start_server(args.model, args.soak_backend, 64, log_dir/"soak.log", env=server_env)
+            try:
+                results["soak"] = {"backend": args.soak_backend, **soak(pool, url, proc, pairs, expected[:len(pairs)],
+                                                                      args.soak_seconds, args.soak_warmup)}
+            finally:
+                stop_server(proc)
+            results["total_s"] = round(time.time() - t_start, 1)
+            atomic_write_json(args.out, results)
+            print_summary(results)
+            return 0
+
         def measure(server, url):
             for c, items in settings:
                 rows, wall = pool.apply(_load, (url, _bodies(pairs, items), c, args.seconds, args.warmup))
@@ -411,7 +469,7 @@ def main(argv=None) -> int:
             results["settings"].append(row)
             print({k: row[k] for k in ("server", "items_per_request", "items_per_s", "p50_ms", "speedup_vs_naive")}, flush=True)
         for backend in backends:
-            proc, url = start_server(args.model, backend, 64, log_dir/f"serve-{backend}.log")
+            proc, url = start_server(args.model, backend, 64, log_dir/f"serve-{backend}.log", env=server_env)
             try:
                 measure(backend, url)
             finally:
@@ -419,9 +477,10 @@ def main(argv=None) -> int:
         results["targets"] = check_targets(results)
         if args.soak_seconds > 0 and "best_backend" in results["targets"]:
             best = results["targets"]["best_backend"]
-            proc, url = start_server(args.model, best, 64, log_dir/f"soak-{best}.log")
+            proc, url = start_server(args.model, best, 64, log_dir/f"soak-{best}.log", env=server_env)
             try:
-                results["soak"] = {"backend": best, **soak(pool, url, proc, pairs, expected[:len(pairs)], args.soak_seconds, 0.0)}
+                results["soak"] = {"backend": best, **soak(pool, url, proc, pairs, expected[:len(pairs)], args.soak_seconds,
+                                                         args.soak_warmup)}
             finally:
                 stop_server(proc)
             results["targets"] = check_targets(results)

@@ -38,15 +38,15 @@ __all__ = ['logger', 'TuneConfig', 'default_params', 'suggest_params', 'PruneOnE
 
 # %% ../nbs/04_tune.ipynb
 _PRUNERS = ("median", "halving", "none")
-_SEARCHED = ("learning_rate", "batch_size", "epochs", "warmup_ratio", "weight_decay", "max_length")
 
-def _int_choices(name: str, value) -> str:
-    "`value` (a list or a comma-separated string of integers) as a canonical comma-separated string."
+def _choices(name: str, value, number: type = int) -> str:
+    "`value` (a list or a comma-separated string of `number`s) as a canonical comma-separated string."
     items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
     try:
-        numbers = [int(str(v).strip()) for v in items if str(v).strip()]
+        numbers = [number(str(v).strip()) for v in items if str(v).strip()]
     except ValueError:
-        raise ValueError(f"parameter '{name}' must be a list of integers, got {value!r}") from None
+        kind = "integers" if number is int else "numbers"
+        raise ValueError(f"parameter '{name}' must be a list of {kind}, got {value!r}") from None
     return ",".join(str(n) for n in numbers)
 
 # %% ../nbs/04_tune.ipynb
@@ -61,6 +61,7 @@ class TuneConfig:
     max_length: int = 256
     use_title: bool = True
     pooling: str = "cls"
+    attention_dropout: float | None = None
     seed: int = 42
     eval_batch_size: int = 64
     n_trials: int = 20
@@ -78,6 +79,7 @@ class TuneConfig:
     warmup_ratio_max: float = 0.2
     weight_decay_max: float = 0.1
     max_lengths: str = ""
+    layerwise_lr_decays: str = ""
     output_dir: str = "runs"
     model_dir: str = "models"
     report_to: str = "wandb"
@@ -87,8 +89,9 @@ class TuneConfig:
     keep_models: bool = False
 
     def __post_init__(self):
-        self.batch_sizes = _int_choices("batch_sizes", self.batch_sizes)
-        self.max_lengths = _int_choices("max_lengths", self.max_lengths)
+        self.batch_sizes = _choices("batch_sizes", self.batch_sizes)
+        self.max_lengths = _choices("max_lengths", self.max_lengths)
+        self.layerwise_lr_decays = _choices("layerwise_lr_decays", self.layerwise_lr_decays, float)
         for f in fields(self):
             setattr(self, f.name, coerce_param(f.name, getattr(self, f.name), f.type))
         checks = [
@@ -107,6 +110,7 @@ class TuneConfig:
             (0 <= self.warmup_ratio_max < 1, "warmup_ratio_max", "in [0, 1)"),
             (self.weight_decay_max >= 0, "weight_decay_max", "non-negative"),
             (all(n >= 16 for n in self.max_length_choices), "max_lengths", "integers of at least 16"),
+            (all(0 < d <= 1 for d in self.layerwise_lr_decay_choices), "layerwise_lr_decays", "numbers in (0, 1]"),
             (self.heartbeat_interval >= 1 and self.grace_period > self.heartbeat_interval,
              "heartbeat_interval/grace_period", "at least 1 second, with grace_period > heartbeat_interval"),
         ]
@@ -132,6 +136,10 @@ def max_length_choices(self: TuneConfig) -> list[int]:
     return [int(v) for v in self.max_lengths.split(",") if v]
 
 @patch(as_prop=True)
+def layerwise_lr_decay_choices(self: TuneConfig) -> list[float]:
+    return [float(v) for v in self.layerwise_lr_decays.split(",") if v]
+
+@patch(as_prop=True)
 def study_dir(self: TuneConfig) -> Path:
     return Path(self.output_dir)/self.study_name
 
@@ -144,7 +152,7 @@ def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
     "The `TrainConfig` of the trial `run_name` with searched `params`."
     fixed = dict(
         run_name=run_name, backbone=self.backbone, data_source=self.data_source, max_length=self.max_length,
-        use_title=self.use_title, pooling=self.pooling, seed=self.seed, eval_batch_size=self.eval_batch_size,
+        use_title=self.use_title, pooling=self.pooling, attention_dropout=self.attention_dropout, seed=self.seed, eval_batch_size=self.eval_batch_size,
         max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
         output_dir=str(self.study_dir/"trials"), model_dir=str(Path(self.model_dir)/self.study_name/"trials"),
         report_to=self.report_to, wandb_project=self.wandb_project, resume=False)
@@ -154,8 +162,8 @@ def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
 def study_settings(self: TuneConfig) -> dict:
     "What every worker of one study must agree on: data, backbone and search space."
     names = ("backbone", "data_source", "max_train_samples", "max_eval_samples", "max_length", "use_title", "pooling",
-             "seed", "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes", "epochs_min", "epochs_max",
-             "warmup_ratio_max", "weight_decay_max", "max_lengths")
+             "attention_dropout", "seed", "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes", "epochs_min", "epochs_max",
+             "warmup_ratio_max", "weight_decay_max", "max_lengths", "layerwise_lr_decays")
     return {n: getattr(self, n) for n in names}
 
 def default_params(config: TuneConfig) -> dict:
@@ -166,6 +174,8 @@ def default_params(config: TuneConfig) -> dict:
               "weight_decay": defaults.weight_decay}
     if config.max_length_choices:
         params["max_length"] = config.max_length
+    if config.layerwise_lr_decay_choices:
+        params["layerwise_lr_decay"] = defaults.layerwise_lr_decay
     return params
 
 def _in_space(config: TuneConfig, name: str, value) -> bool:
@@ -174,7 +184,8 @@ def _in_space(config: TuneConfig, name: str, value) -> bool:
             "epochs": config.epochs_min <= value <= config.epochs_max,
             "warmup_ratio": 0 <= value <= config.warmup_ratio_max,
             "weight_decay": 0 <= value <= config.weight_decay_max,
-            "max_length": value in config.max_length_choices}[name]
+            "max_length": value in config.max_length_choices,
+            "layerwise_lr_decay": value in config.layerwise_lr_decay_choices}[name]
 
 # %% ../nbs/04_tune.ipynb
 def suggest_params(trial: optuna.Trial, config: TuneConfig) -> dict:
@@ -189,6 +200,9 @@ def suggest_params(trial: optuna.Trial, config: TuneConfig) -> dict:
     }
     if config.max_length_choices:
         params["max_length"] = trial.suggest_categorical("max_length", config.max_length_choices)
+    if config.layerwise_lr_decay_choices:
+        params["layerwise_lr_decay"] = trial.suggest_categorical("layerwise_lr_decay",
+                                                                 config.layerwise_lr_decay_choices)
     return params
 
 # %% ../nbs/04_tune.ipynb
@@ -448,7 +462,7 @@ def best_param_file(study: optuna.Study, config: TuneConfig, path: str | os.Path
     best = study.best_trial
     trial_config = config.train_config(f"{config.study_name}-best", best.params)
     keep = ("run_name", "backbone", "data_source", "max_length", "use_title", "pooling", "learning_rate", "batch_size",
-            "epochs", "warmup_ratio", "weight_decay", "seed", "max_train_samples", "max_eval_samples")
+            "epochs", "warmup_ratio", "weight_decay", "layerwise_lr_decay", "attention_dropout", "seed", "max_train_samples", "max_eval_samples")
     params = {k: getattr(trial_config, k) for k in keep}
     header = (f"# Best trial ({best.number}) of study '{config.study_name}': validation accuracy {best.value:.4f}.\n"
               f"# papermill nbs/03_train.ipynb runs/{config.study_name}-best.ipynb -f {path}\n")

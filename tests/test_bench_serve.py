@@ -1,0 +1,42 @@
+"""bench/serve.py's soak, end to end on the tiny model: every good answer checked, every malformed request a 4xx, the
+server's memory sampled over time and judged on the soak's second half (the benchmark itself runs by hand)."""
+import json
+import sys
+
+from conftest import ROOT, run_cli
+
+sys.path.insert(0, str(ROOT/"bench"))
+from serve import memory_verdict  # noqa: E402
+
+
+def test_memory_verdict_judges_the_second_half():
+    warming_then_flat = [[0, 800.0], [10, 950.0], [20, 1000.0], [30, 1001.0], [40, 1002.0]]
+    verdict = memory_verdict(warming_then_flat)
+    assert (verdict["rss_mb_mid"], verdict["rss_growth_last_half_mb"], verdict["memory_flat"]) == (1000.0, 2.0, True)
+    leaking = [[0, 800.0], [10, 900.0], [20, 1000.0], [30, 1100.0], [40, 1200.0]]
+    assert memory_verdict(leaking)["memory_flat"] is False
+
+
+def test_soak_only_on_the_tiny_model(served_model, tmp_path):
+    _, model_dir = served_model
+    out = tmp_path/"soak.json"
+    proc = run_cli([str(ROOT/"bench"/"serve.py"), "--model-dir", str(model_dir), "--soak-only", "--soak-seconds", "4",
+                    "--soak-warmup", "1", "--seconds", "1", "--pairs", "32", "--server-env", "MALLOC_ARENA_MAX=2",
+                    "--out", str(out)], cwd=ROOT, timeout=600, env={"BOOLQ_DATA_DIR": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    soak = results["soak"]
+    assert results["server_env"] == {"MALLOC_ARENA_MAX": "2"}
+    assert soak["good"] > 0 and soak["good_correct"] + soak["good_503"] == soak["good"], soak
+    assert soak["bad"] > 0 and soak["bad_4xx"] == soak["bad"], soak
+    assert soak["5xx_not_503"] == soak["connection_errors"] == 0, soak
+    assert len(soak["rss_mb_samples"]) >= 2 and all(mb > 0 for _, mb in soak["rss_mb_samples"]), soak
+    assert isinstance(soak["memory_flat"], bool)
+
+
+def test_server_env_must_be_name_equals_value(served_model, tmp_path):
+    _, model_dir = served_model
+    proc = run_cli([str(ROOT/"bench"/"serve.py"), "--model-dir", str(model_dir), "--soak-only", "--server-env", "NOEQUALS",
+                    "--out", str(tmp_path/"x.json")], cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "--server-env 'NOEQUALS': expected NAME=VALUE" in proc.stderr, proc.stderr
+    assert not (tmp_path/"x.json").exists()
