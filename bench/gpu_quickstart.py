@@ -58,19 +58,18 @@ def device_packages(path: Path = ROOT/"bench"/"gpu_device_packages.txt") -> set[
     return {normalize(line) for line in lines if line}
 
 
+# The GPU machine's interpreter, for evaluating requirement markers (extras left out: only what installs by default).
+DEVICE_MARKER_ENVIRONMENT = {"extra": "", "python_version": "3.12", "python_full_version": "3.12.3",
+                             "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                             "implementation_name": "cpython", "platform_python_implementation": "CPython",
+                             "platform_machine": "x86_64"}
+
+
 def _requirements(dist: metadata.Distribution) -> list[str]:
     "Names `dist` needs unconditionally on Linux with CPython 3.12 (extras and other platforms' markers skipped)."
     from packaging.requirements import Requirement
-    names = []
-    for text in dist.requires or []:
-        requirement = Requirement(text)
-        environment = {"extra": "", "python_version": "3.12", "python_full_version": "3.12.3",
-                       "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-                       "implementation_name": "cpython", "platform_python_implementation": "CPython",
-                       "platform_machine": "x86_64"}
-        if requirement.marker is None or requirement.marker.evaluate(environment):
-            names.append(requirement.name)
-    return names
+    requirements = [Requirement(text) for text in dist.requires or []]
+    return [r.name for r in requirements if r.marker is None or r.marker.evaluate(DEVICE_MARKER_ENVIRONMENT)]
 
 
 def missing_packages(roots=ROOT_PACKAGES, available: set[str] | None = None) -> dict[str, str]:

@@ -21,9 +21,9 @@ from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
            'percent', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
-           'train_speed_table', 'serving_table', 'epoch_table', 'fuzz_table', 'full_data_table', 'readme_results',
-           'results_block', 'update_index_results', 'passage_ablation', 'ablation_table', 'backend_accuracy',
-           'backends_table']
+           'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table', 'fuzz_table',
+           'full_data_table', 'scored_on_holdout', 'study_table', 'readme_results', 'results_block',
+           'update_index_results', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -174,6 +174,45 @@ def serving_table(serve_file: str | os.PathLike) -> str:
 
 
 # %% ../nbs/07_results.ipynb
+def _model_name(model_dir: str) -> str:
+    "The run a served model folder belongs to (`models/<run>/model` gives `<run>`)."
+    path = Path(model_dir)
+    return path.parent.name if path.name == "model" else path.name
+
+def soak_table(soak_files) -> str:
+    "The soaks of `bench/serve.py` results files as a markdown table: answers, errors and the server's memory."
+    lines = ["| file | model | server environment | seconds × clients | good answers correct | 503 | malformed → 4xx "
+             "| other 5xx | server RSS start → middle → end | second half | flat |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in soak_files:
+        bench = json.loads(Path(path).read_text())
+        soak = bench.get("soak")
+        if not soak:
+            continue
+        env = ", ".join(f"`{k}={v}`" for k, v in bench.get("server_env", {}).items()) or "defaults"
+        mid, growth, flat = soak.get("rss_mb_mid"), soak.get("rss_growth_last_half_mb"), soak.get("memory_flat")
+        rss = " → ".join("–" if v is None else f"{v:,.0f}" for v in (soak["rss_mb_start"]["total"], mid,
+                                                                       soak["rss_mb_end"]["total"]))
+        lines.append(f"| `{Path(path).name}` | {_model_name(bench['model'])} | {env} | {soak['seconds']:g} × {soak['concurrency']} "
+                     f"| {soak['good_correct']:,} / {soak['good']:,} | {soak['good_503']} | {soak['bad_4xx']} / {soak['bad']} "
+                     f"| {soak['5xx_not_503']} | {rss} MB | {'–' if growth is None else f'{growth:+,.0f} MB'} "
+                     f"| {'–' if flat is None else ('yes' if flat else 'no')} |")
+    return "\n".join(lines)
+
+def plot_soak_memory(soak_files, path: str | os.PathLike) -> Path:
+    "The server's RSS during each soak of `soak_files`, one line per file."
+    fig = new_figure(6, 3.5)
+    ax = fig.subplots()
+    for f in soak_files:
+        bench = json.loads(Path(f).read_text())
+        samples = bench.get("soak", {}).get("rss_mb_samples")
+        if samples:
+            env = ", ".join(f"{k}={v}" for k, v in bench.get("server_env", {}).items()) or "defaults"
+            ax.plot([t for t, _ in samples], [mb for _, mb in samples], marker=".", label=env)
+    ax.set(xlabel="seconds into the soak", ylabel="server RSS (MB)", title="Server memory under load")
+    ax.legend()
+    return save_figure(fig, Path(path))
+
+# %% ../nbs/07_results.ipynb
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def epoch_table(metrics_path: str | os.PathLike) -> str:
@@ -217,6 +256,42 @@ def full_data_table(runs_dir: str | os.PathLike, runs: pd.DataFrame) -> str:
 
 
 # %% ../nbs/07_results.ipynb
+def scored_on_holdout(study_dir: str | os.PathLike) -> bool:
+    "Whether the study's trials chose their epoch on the held-out slice of train (their `metrics.json` say so)."
+    protocols = [json.loads(p.read_text()).get("protocol") or {} for p in Path(study_dir).glob("trials/*/metrics.json")]
+    return bool(protocols) and all(p.get("selected_on") == "holdout" for p in protocols)
+
+def _setting(name: str, value) -> str:
+    if pd.isna(value):
+        return "–"
+    if name == "learning_rate":
+        return f"{value:.1e}"
+    return f"{value:.3g}" if isinstance(value, float) and not float(value).is_integer() else f"{int(value)}"
+
+def study_table(study_dir: str | os.PathLike) -> str:
+    "A tuning study's trials as a markdown table, with the best trial against the default and the compute pruning saved."
+    study_dir = Path(study_dir)
+    summary = json.loads((study_dir/"summary.json").read_text())
+    trials = pd.read_csv(study_dir/"trials.csv")
+    searched = [k for k in summary["default_params"] if k in trials.columns]
+    lines = ["| trial | state | " + " | ".join(k.replace("_", " ") for k in searched) + " | held-out accuracy | epochs run | minutes |",
+             "|---" * (len(searched) + 5) + "|"]
+    for row in trials.itertuples():
+        name = f"{row.number} (default)" if row.default else f"{row.number}"
+        if row.number == summary["best_trial"]:
+            name = f"**{name}, best**"
+        score = "–" if pd.isna(row.value) else f"{100 * row.value:.1f} %"
+        minutes = "–" if pd.isna(row.duration_s) else f"{row.duration_s / 60:.1f}"
+        lines.append(f"| {name} | {row.state.lower()} | " + " | ".join(_setting(k, getattr(row, k)) for k in searched)
+                     + f" | {score} | {_setting('epochs_run', row.epochs_run)} | {minutes} |")
+    lines += ["", f"{summary['n_complete']} trials complete, {summary['n_pruned']} pruned; pruning saved "
+              f"{summary['steps_saved_by_pruning']:,} of {summary['steps_planned']:,} optimizer steps "
+              f"({summary['share_saved_by_pruning']:.0%}). Best trial {summary['best_trial']}: {100 * summary['best_value']:.1f} % "
+              f"on the held-out slice against {100 * summary['default_value']:.1f} % for the default settings "
+              f"({100 * summary['improvement_over_default']:+.1f} points)."]
+    return "\n".join(lines)
+
+# %% ../nbs/07_results.ipynb
 def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | None = None) -> str:
     "The README's results block (between `README_START` and `README_END`), made from `runs_dir` (and `fuzz_file`)."
     runs = read_runs(runs_dir)
@@ -230,6 +305,13 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
     if len(full):
         parts += ["", f"The runs on all of train (epoch chosen on the held-out slice; per-epoch tables in `runs/results.ipynb`):",
                   "", full_data_table(runs_dir, full)]
+    for study_dir in sorted(p.parent for p in Path(runs_dir).glob("*/summary.json")):
+        if scored_on_holdout(study_dir):
+            settings = json.loads((study_dir/"summary.json").read_text()).get("settings", {})
+            size = f"{settings['max_train_samples']:,}" if settings.get("max_train_samples") else "all"
+            parts += ["", f"Tuning study `{study_dir.name}` (`papermill nbs/04_tune.ipynb runs/{study_dir.name}.ipynb -f "
+                      f"configs/{study_dir.name}.yaml`): every trial trains on {size} training examples and is scored on "
+                      "the held-out slice of train after each epoch (median pruning):", "", study_table(study_dir)]
     if len(learning_curve(runs)) > 1:  # its rows are in the table above; the plot and its table in the results notebook
         parts += ["", "What the data buys: the rows above at 500 to 8,955 examples are the quickstart's recipe at seed 42 on "
                   "more and more of train (`runs/learning_curve.png`)."]
@@ -245,8 +327,14 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
         parts += ["", f"Training speed on this machine's CPU (`{json.loads(speed_file.read_text())['command']}`, "
                   "`bench/results/train_speed.json`):", "", train_speed_table(speed_file)]
     if serve_file.is_file() and "targets" in json.loads(serve_file.read_text()):  # the benchmark as it is now
-        parts += ["", "Serving (`python bench/serve.py --model-dir MODEL`, `bench/results/serve.json`; items/s with p50 / p99 "
+        parts += ["", f"Serving the model of `{_model_name(json.loads(serve_file.read_text())['model'])}` (`python "
+                  "bench/serve.py --model-dir MODEL`, `bench/results/serve.json`; items/s with p50 / p99 "
                   "latency in ms and the speed-up over a naive `transformers` pipeline server):", "", serving_table(serve_file)]
+    soak_files = sorted(Path(runs_dir).parent.glob("bench/results/serve-soak*.json"))
+    if soak_files:
+        parts += ["", "Longer soaks (`python bench/serve.py --model-dir MODEL --soak-only --soak-seconds 180`, 2 % malformed "
+                  "requests, the server's memory sampled every 5 s; flat means at most 2 % growth over the second half):",
+                  "", soak_table(soak_files)]
     if len(earlier):  # kept for reproducibility, tabled in the results notebook, not mixed with the rows above
         parts += ["", f"{int(earlier['seeds'].sum())} earlier runs ({len(earlier)} configurations) trained on the 1,911-example "
                   "subset of train with the epoch chosen on dev itself, which flatters them, are tabled apart in "
