@@ -309,9 +309,11 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
         if scored_on_holdout(study_dir):
             settings = json.loads((study_dir/"summary.json").read_text()).get("settings", {})
             size = f"{settings['max_train_samples']:,}" if settings.get("max_train_samples") else "all"
-            parts += ["", f"Tuning study `{study_dir.name}` (`papermill nbs/04_tune.ipynb runs/{study_dir.name}.ipynb -f "
-                      f"configs/{study_dir.name}.yaml`): every trial trains on {size} training examples and is scored on "
-                      "the held-out slice of train after each epoch (median pruning):", "", study_table(study_dir)]
+            config = Path(runs_dir).parent/"configs"/f"{study_dir.name}.yaml"  # the convention of the reported studies
+            command = f" (`papermill nbs/04_tune.ipynb runs/{study_dir.name}.ipynb -f configs/{config.name}`)" if config.is_file() else ""
+            parts += ["", f"Tuning study `{study_dir.name}`{command}: every trial trains on {size} training examples and is "
+                      f"scored on the held-out slice of train after each epoch (pruner: {settings.get('pruner', 'median')}):",
+                      "", study_table(study_dir)]
     if len(learning_curve(runs)) > 1:  # its rows are in the table above; the plot and its table in the results notebook
         parts += ["", "What the data buys: the rows above at 500 to 8,955 examples are the quickstart's recipe at seed 42 on "
                   "more and more of train (`runs/learning_curve.png`)."]
