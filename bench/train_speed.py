@@ -14,8 +14,9 @@ length grouping changes which examples share a batch, as in every reported run o
 
   python bench/train_speed.py --steps 40 --out bench/results/train_speed.json
 
-A third run trains the project's path with attention_dropout 0 (the fused attention kernel; see 03_train); the
-report's `default_*` figures are those of whichever path TrainConfig's defaults give. Evaluation is timed too: the
+A third run trains the project's path with the settings of the default configuration (--config, the quickstart's:
+attention_dropout 0, which lets PyTorch use its fused attention kernel, and the mean-pooling head; see 03_train);
+the report's `default_*` figures are that run's. Evaluation is timed too: the
 Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
 batched inference (what boolq-predict and the server use) on the same examples.
 --profile N runs N more steps of each project run under torch.profiler and adds where the time goes (self CPU
@@ -38,7 +39,7 @@ from boolq_nb.data import load_boolq
 from boolq_nb.features import make_collator, passage_text, tokenize_boolq
 from boolq_nb.io import atomic_write_json, atomic_write_text
 from boolq_nb.model import load_backbone
-from boolq_nb.train import BoolQTrainer, TrainConfig, training_arguments
+from boolq_nb.train import BoolQTrainer, TrainConfig, load_param_file, training_arguments
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -161,9 +162,15 @@ def main(argv=None):
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--eval-examples", type=int, default=640, help="dev examples for the evaluation timing")
     parser.add_argument("--out", default="bench/results/train_speed.json")
+    parser.add_argument("--config", default=str(Path(__file__).resolve().parent.parent/"configs"/"quickstart.yaml"),
+                        help="the default configuration, whose attention_dropout and pooling the third run uses")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile N steps of each project run (0: no profile)")
     args = parser.parse_args(argv)
+    default_config = TrainConfig(**{k: v for k, v in load_param_file(args.config).items()
+                                    if k in ("attention_dropout", "pooling")}, report_to="none")
+    default_name = (f"default ({Path(args.config).name}): attention_dropout {default_config.attention_dropout}, "
+                    f"pooling {default_config.pooling}")
 
     torch.manual_seed(0)
     peak = matmul_peak_gflops()
@@ -188,8 +195,8 @@ def main(argv=None):
         print(results[-1], flush=True)
 
         # The project's path: the very TrainingArguments and Trainer subclass boolq_nb.train uses, with the
-        # backbone's attention dropout (as the reported runs) and without it (`attention_dropout: 0`), which lets
-        # PyTorch run its fused attention kernel in training.
+        # backbone's own attention dropout and head, then with the default configuration's (attention dropout 0
+        # lets PyTorch run its fused attention kernel in training).
         config = TrainConfig(run_name="bench", backbone=args.backbone, max_length=args.max_length, use_title=True,
                              batch_size=args.batch_size, report_to="none", output_dir=scratch, model_dir=scratch)
         project_args = training_arguments(config)
@@ -197,9 +204,10 @@ def main(argv=None):
         project_args.load_best_model_at_end, project_args.logging_strategy = False, "no"
         encoded = tokenize_boolq(data, tokenizer, args.max_length, use_title=True)
         profiles, tables = {}, []
-        for name, attention_dropout in [("project: boolq_nb.train (dynamic padding, length grouping)", None),
-                                        ("project, attention_dropout 0 (fused attention kernel)", 0.0)]:
-            model, tokenizer = load_backbone(args.backbone, attention_dropout=attention_dropout)
+        for name, attention_dropout, pooling in [
+                ("project: boolq_nb.train (dynamic padding, length grouping)", None, "cls"),
+                (default_name, default_config.attention_dropout, default_config.pooling)]:
+            model, tokenizer = load_backbone(args.backbone, attention_dropout=attention_dropout, pooling=pooling)
             project_args.max_steps = args.steps
             results.append(run(name, BoolQTrainer, project_args, model, encoded, make_collator(tokenizer),
                                args.steps, args.batch_size))
@@ -219,8 +227,7 @@ def main(argv=None):
                                      scratch)
         print(evaluation, flush=True)
 
-    baseline, project, fused = results
-    default = fused if TrainConfig().attention_dropout == 0 else project
+    baseline, project, default = results
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
               "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "peak_gflops": round(peak, 1),
@@ -229,10 +236,7 @@ def main(argv=None):
               "achieved_gflops": project["achieved_gflops"],
               "achieved_share_of_peak": round(project["achieved_gflops"] / peak, 3),
               "baseline_achieved_gflops": baseline["achieved_gflops"],
-              "no_attention_dropout_examples_per_s": fused["examples_per_s"],
-              "no_attention_dropout_speedup": round(fused["examples_per_s"] / baseline["examples_per_s"], 2),
-              "no_attention_dropout_achieved_gflops": fused["achieved_gflops"],
-              "default_path": default["name"], "default_examples_per_s": default["examples_per_s"],
+              "default_config": os.path.relpath(args.config, Path(__file__).resolve().parent.parent), "default_path": default["name"], "default_examples_per_s": default["examples_per_s"],
               "default_speedup": round(default["examples_per_s"] / baseline["examples_per_s"], 2),
               "default_useful_gflops": default["useful_gflops"],
               "default_useful_share_of_peak": round(default["useful_gflops"] / peak, 3),

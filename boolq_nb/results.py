@@ -27,11 +27,11 @@ __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configu
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
-    "One training run's `metrics.json` as a flat row."
+    "One training run's `metrics.json` as a flat row, named by its folder (the name its links and notebook carry)."
     metrics = json.loads(Path(metrics_path).read_text())
     parameters = run_parameters(metrics)
     return {
-        "run": metrics["run_name"], "backbone": metrics["backbone"], "n_train": metrics["n_train"],
+        "run": Path(metrics_path).parent.name, "backbone": metrics["backbone"], "n_train": metrics["n_train"],
         "n_eval": metrics["n_eval"], "selection": parameters["selection"], "seed": parameters["seed"],
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "yes_rate": metrics["predicted_yes_rate"],
         "recall_no": metrics["per_class"]["no"]["recall"], "ece": metrics["ece"],
@@ -315,8 +315,8 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
                       f"scored on the held-out slice of train after each epoch (pruner: {settings.get('pruner', 'median')}):",
                       "", study_table(study_dir)]
     if len(learning_curve(runs)) > 1:  # its rows are in the table above; the plot and its table in the results notebook
-        parts += ["", "What the data buys: the rows above at 500 to 8,955 examples are the quickstart's recipe at seed 42 on "
-                  "more and more of train (`runs/learning_curve.png`)."]
+        parts += ["", "What the data buys: the rows above at 500 to 8,955 examples are the first-token recipe "
+                  "(`configs/minilm-full.yaml`) at seed 42 on more and more of train (`runs/learning_curve.png`)."]
     if any(Path(runs_dir).glob("*/passage_ablation.json")):
         parts += ["", "Does the model read the passage? Dev accuracy of the same model with each question's own "
                   "passage, another example's passage, and the title alone (`07_results`, *passage ablation*):", "",
