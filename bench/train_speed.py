@@ -19,6 +19,8 @@ attention_dropout 0, which lets PyTorch use its fused attention kernel, and the 
 the report's `default_*` figures are that run's. Evaluation is timed too: the
 Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
 batched inference (what boolq-predict and the server use) on the same examples.
+--compile WARMUP adds the default path under torch.compile (inductor), timed after WARMUP untimed steps that compile
+it (their time is reported apart as `compile_seconds`).
 --profile N runs N more steps of each project run under torch.profiler and adds where the time goes (self CPU
 time grouped into matrix products, attention, normalisation and activations, optimizer, embeddings, data loading)
 to the report, with the profiler's table of the top operators next to it (train_speed.profile.txt).
@@ -29,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,8 @@ from boolq_nb.features import make_collator, passage_text, tokenize_boolq
 from boolq_nb.io import atomic_write_json, atomic_write_text
 from boolq_nb.model import load_backbone
 from boolq_nb.train import BoolQTrainer, TrainConfig, load_param_file, training_arguments
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -153,6 +158,37 @@ def profile_steps(trainer_cls, args, model, train_dataset, collator, steps):
         events.table(sort_by="self_cpu_time_total", row_limit=30)
 
 
+def compiled_run(name, args, config, encoded):
+    """The default path with the Trainer's `torch_compile` (inductor), timed after `args.compile` untimed steps.
+
+    Compilation happens in the first steps, and again when a second sequence length arrives and the graphs become
+    dynamic; a full run amortises both, so they are timed apart (`compile_seconds`). A failure to compile is
+    reported as the run's `error` instead of losing the other runs' figures."""
+    model, tokenizer = load_backbone(args.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
+    compile_args = bench_arguments(config, args.compile)
+    compile_args.torch_compile, compile_args.torch_compile_backend = True, "inductor"
+    try:
+        start = time.perf_counter()
+        BoolQTrainer(model=model, args=compile_args, train_dataset=encoded,
+                     data_collator=make_collator(tokenizer)).train()
+        compile_seconds = time.perf_counter() - start
+        compile_args.max_steps = args.steps
+        # The same module: the compiled graphs are cached on it, and the timed Trainer finds them.
+        return {**run(name, BoolQTrainer, compile_args, model, encoded, make_collator(tokenizer), args.steps,
+                      args.batch_size), "compile_warmup_steps": args.compile, "compile_seconds": round(compile_seconds, 1)}
+    except Exception as error:  # noqa: BLE001 -- any compiler failure is a result to report, not a crash
+        return {"name": name, "error": f"{type(error).__name__}: {error}"[:2000], "examples_per_s": None,
+                "achieved_gflops": None, "useful_gflops": None}
+
+
+def bench_arguments(config, steps):
+    "boolq_nb.train's TrainingArguments for `config`, for `steps` optimizer steps without evaluation, saving or logs."
+    bench_args = training_arguments(config)
+    bench_args.max_steps, bench_args.eval_strategy, bench_args.save_strategy = steps, "no", "no"
+    bench_args.load_best_model_at_end, bench_args.logging_strategy = False, "no"
+    return bench_args
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="minilm")
@@ -162,8 +198,10 @@ def main(argv=None):
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--eval-examples", type=int, default=640, help="dev examples for the evaluation timing")
     parser.add_argument("--out", default="bench/results/train_speed.json")
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parent.parent/"configs"/"quickstart.yaml"),
+    parser.add_argument("--config", default=str(ROOT/"configs"/"quickstart.yaml"),
                         help="the default configuration, whose attention_dropout and pooling the third run uses")
+    parser.add_argument("--compile", type=int, default=0, metavar="WARMUP",
+                        help="also time the default path under torch.compile, after WARMUP untimed steps (0: no)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile N steps of each project run (0: no profile)")
     args = parser.parse_args(argv)
@@ -199,9 +237,9 @@ def main(argv=None):
         # lets PyTorch run its fused attention kernel in training).
         config = TrainConfig(run_name="bench", backbone=args.backbone, max_length=args.max_length, use_title=True,
                              batch_size=args.batch_size, report_to="none", output_dir=scratch, model_dir=scratch)
-        project_args = training_arguments(config)
-        project_args.max_steps, project_args.eval_strategy, project_args.save_strategy = args.steps, "no", "no"
-        project_args.load_best_model_at_end, project_args.logging_strategy = False, "no"
+        project_args = bench_arguments(config, args.steps)
+        default_config = replace(config, attention_dropout=default_config.attention_dropout,
+                                 pooling=default_config.pooling)
         encoded = tokenize_boolq(data, tokenizer, args.max_length, use_title=True)
         profiles, tables = {}, []
         for name, attention_dropout, pooling in [
@@ -227,7 +265,11 @@ def main(argv=None):
                                      scratch)
         print(evaluation, flush=True)
 
-    baseline, project, default = results
+        if args.compile:
+            results.append(compiled_run(f"{default_name}, torch.compile (inductor)", args, default_config, encoded))
+            print(results[-1], flush=True)
+
+    baseline, project, default = results[:3]
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
               "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "peak_gflops": round(peak, 1),
@@ -236,7 +278,8 @@ def main(argv=None):
               "achieved_gflops": project["achieved_gflops"],
               "achieved_share_of_peak": round(project["achieved_gflops"] / peak, 3),
               "baseline_achieved_gflops": baseline["achieved_gflops"],
-              "default_config": os.path.relpath(args.config, Path(__file__).resolve().parent.parent), "default_path": default["name"], "default_examples_per_s": default["examples_per_s"],
+              "default_config": os.path.relpath(args.config, ROOT), "default_path": default["name"],
+              "default_examples_per_s": default["examples_per_s"],
               "default_speedup": round(default["examples_per_s"] / baseline["examples_per_s"], 2),
               "default_useful_gflops": default["useful_gflops"],
               "default_useful_share_of_peak": round(default["useful_gflops"] / peak, 3),

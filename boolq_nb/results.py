@@ -132,10 +132,18 @@ def train_speed_table(speed_file: str | os.PathLike) -> str:
         return "–" if gflops is None else f"{gflops:.0f} ({100 * gflops / peak:.0f} %)"
     lines = [f"| path ({speed['steps']} steps of {speed['batch_size']}, {speed['torch_threads']} threads; peak "
              f"{peak:.0f} GFLOP/s) | examples/s | speed-up | GFLOP/s computed | GFLOP/s useful |", "|---|---|---|---|---|"]
+    notes = []
     for run in speed["runs"]:
         default = " (default)" if run["name"] == speed.get("default_path") else ""
+        if run.get("error"):  # a path that could not run here (a compiler failure): say so in its row
+            lines.append(f"| {run['name']} | failed: {run['error'].splitlines()[0][:100]} | – | – | – |")
+            continue
         lines.append(f"| {run['name']}{default} | {run['examples_per_s']:.2f} | {run['examples_per_s'] / baseline:.2f}x "
                      f"| {share(run['achieved_gflops'])} | {share(run.get('useful_gflops'))} |")
+        if "compile_seconds" in run:
+            notes.append(f"`{run['name']}`: its {run['compile_warmup_steps']} untimed warm-up steps, which compile it, "
+                         f"took {run['compile_seconds']:.0f} s.")
+    lines += ["", *notes] if notes else []
     evaluation = speed.get("evaluation")
     if evaluation:
         lines += ["", f"Evaluation ({evaluation['examples']} dev examples, length-sorted, batch "
