@@ -187,6 +187,10 @@ def _model_name(model_dir: str) -> str:
     path = Path(model_dir)
     return path.parent.name if path.name == "model" else path.name
 
+def _server_env(bench: dict, quote: str = "") -> str:
+    "The environment a benchmark started its server with, as `NAME=VALUE, ...`, or 'defaults'."
+    return ", ".join(f"{quote}{k}={v}{quote}" for k, v in bench.get("server_env", {}).items()) or "defaults"
+
 def soak_table(soak_files) -> str:
     "The soaks of `bench/serve.py` results files as a markdown table: answers, errors and the server's memory."
     lines = ["| file | model | server environment | seconds × clients | good answers correct | 503 | malformed → 4xx "
@@ -196,7 +200,7 @@ def soak_table(soak_files) -> str:
         soak = bench.get("soak")
         if not soak:
             continue
-        env = ", ".join(f"`{k}={v}`" for k, v in bench.get("server_env", {}).items()) or "defaults"
+        env = _server_env(bench, quote="`")
         mid, growth, flat = soak.get("rss_mb_mid"), soak.get("rss_growth_last_half_mb"), soak.get("memory_flat")
         rss = " → ".join("–" if v is None else f"{v:,.0f}" for v in (soak["rss_mb_start"]["total"], mid,
                                                                        soak["rss_mb_end"]["total"]))
@@ -214,8 +218,7 @@ def plot_soak_memory(soak_files, path: str | os.PathLike) -> Path:
         bench = json.loads(Path(f).read_text())
         samples = bench.get("soak", {}).get("rss_mb_samples")
         if samples:
-            env = ", ".join(f"{k}={v}" for k, v in bench.get("server_env", {}).items()) or "defaults"
-            ax.plot([t for t, _ in samples], [mb for _, mb in samples], marker=".", label=env)
+            ax.plot([t for t, _ in samples], [mb for _, mb in samples], marker=".", label=_server_env(bench))
     ax.set(xlabel="seconds into the soak", ylabel="server RSS (MB)", title="Server memory under load")
     ax.legend()
     return save_figure(fig, Path(path))
@@ -336,8 +339,9 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
     if speed_file.is_file():
         parts += ["", f"Training speed on this machine's CPU (`{json.loads(speed_file.read_text())['command']}`, "
                   "`bench/results/train_speed.json`):", "", train_speed_table(speed_file)]
-    if serve_file.is_file() and "targets" in json.loads(serve_file.read_text()):  # the benchmark as it is now
-        parts += ["", f"Serving the model of `{_model_name(json.loads(serve_file.read_text())['model'])}` (`python "
+    serve = json.loads(serve_file.read_text()) if serve_file.is_file() else {}
+    if "targets" in serve:  # the benchmark as it is now
+        parts += ["", f"Serving the model of `{_model_name(serve['model'])}` (`python "
                   "bench/serve.py --model-dir MODEL`, `bench/results/serve.json`; items/s with p50 / p99 "
                   "latency in ms and the speed-up over a naive `transformers` pipeline server):", "", serving_table(serve_file)]
     soak_files = sorted(Path(runs_dir).parent.glob("bench/results/serve-soak*.json"))

@@ -468,6 +468,9 @@ def best_param_file(study: optuna.Study, config: TuneConfig, path: str | os.Path
     params = {k: getattr(trial_config, k) for k in keep}
     header = (f"# Best trial ({best.number}) of study '{config.study_name}': validation accuracy {best.value:.4f}.\n"
               f"# papermill nbs/03_train.ipynb runs/{config.study_name}-best.ipynb -f {path}\n")
+    if config.max_train_samples or config.max_eval_samples:  # the trials' subsets, kept so the trial can be rerun
+        header += ("# The trials used a subset of the data; to train these settings on all of it add "
+                   "-p max_train_samples None -p max_eval_samples None\n")
     path = atomic_write_text(path, header + yaml.safe_dump(params, sort_keys=False))
     TrainConfig(**load_param_file(path))  # the file 03_train will read: known names, valid values
     return path
