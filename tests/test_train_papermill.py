@@ -55,3 +55,22 @@ def test_papermill_round_trip(tiny_assets, tmp_path, monkeypatch):
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1
     assert (tmp_path/"models"/"pm-tiny"/"model"/"boolq_nb.json").is_file()
+
+
+def test_tune_notebook_under_papermill_with_the_mean_head(tiny_assets, tmp_path):
+    """04_tune executed as the reported studies are (papermill, a non-default head, a held-out-scored study): every
+    cell passes. Its checks once assumed the default head and re-ran the study inside a test under papermill."""
+    import optuna
+    out = tmp_path/"tune-tiny.ipynb"
+    pm.execute_notebook(
+        str(ROOT/"nbs"/"04_tune.ipynb"), str(out), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+        parameters=dict(study_name="tune-tiny", backbone=str(tiny_assets["backbone"]), data_source=str(tiny_assets["data"]),
+                        max_length=64, pooling="mean", attention_dropout=0.0, n_trials=3, learning_rate_min=5e-5,
+                        learning_rate_max=1e-2, batch_sizes="16", epochs_min=1, epochs_max=3, pruner_startup_trials=1,
+                        layerwise_lr_decays="1.0,0.8", report_to="none", output_dir=str(tmp_path/"runs"),
+                        model_dir=str(tmp_path/"models")))
+    summary = json.loads((tmp_path/"runs"/"tune-tiny"/"summary.json").read_text())
+    assert summary["n_trials"] == 3 and summary["settings"]["pooling"] == "mean", summary
+    study = optuna.load_study(study_name="tune-tiny", storage=summary["storage"])
+    assert len(study.trials) == 3  # nothing trained beyond the study's trials
+    assert study.user_attrs["settings"]["pooling"] == "mean"
