@@ -40,11 +40,12 @@ import boolq_nb.model as bq_model
 logger = logging.getLogger("boolq_nb.serve")
 
 # %% auto 0
-__all__ = ['logger', 'ONNX_SUBDIR', 'BACKENDS', 'DRIFT_SUBDIR', 'ScoreRequestError', 'item_problem', 'parse_score_body',
-           'prediction_json', 'export_onnx', 'OnnxYesNoModel', 'load_model', 'batch_probability', 'length_groups',
-           'ServerBusy', 'Batcher', 'available_cores', 'intra_op_threads', 'api_key_problem', 'DriftWindow',
-           'load_drift_window', 'ServeSettings', 'resolve_model_dir', 'ScoringService', 'init', 'run',
-           'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl', 'build_predict_parser', 'predict_main']
+__all__ = ['logger', 'ONNX_SUBDIR', 'BACKENDS', 'M_MMAP_THRESHOLD', 'DRIFT_SUBDIR', 'ScoreRequestError', 'item_problem',
+           'parse_score_body', 'prediction_json', 'export_onnx', 'OnnxYesNoModel', 'load_model', 'batch_probability',
+           'length_groups', 'ServerBusy', 'Batcher', 'available_cores', 'intra_op_threads', 'set_malloc_mmap_threshold',
+           'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings', 'resolve_model_dir',
+           'ScoringService', 'init', 'run', 'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl',
+           'build_predict_parser', 'predict_main']
 
 # %% ../nbs/06_serve.ipynb
 class ScoreRequestError(ValueError):
@@ -391,6 +392,21 @@ def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
     return max(1, cores // max(1, workers))
 
 # %% ../nbs/06_serve.ipynb
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number for the mmap threshold (glibc's malloc.h)
+
+def set_malloc_mmap_threshold(nbytes: int) -> bool:
+    """Fix glibc's mmap threshold of this process at `nbytes` (blocks that large are mapped and returned when freed,
+    and the threshold no longer rises). False, changing nothing, where the C library has no `mallopt` (not glibc),
+    for a size that is not positive, or where glibc refuses it (some versions refuse more than 32 MiB)."""
+    import ctypes, ctypes.util
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return nbytes > 0 and mallopt(M_MMAP_THRESHOLD, int(nbytes)) == 1
+
+# %% ../nbs/06_serve.ipynb
 def api_key_problem(headers, api_key: str | None) -> str | None:
     "Why a request with `headers` is not authorised, or None (always None when no key is configured)."
     if not api_key:
@@ -527,6 +543,7 @@ class ServeSettings(NamedTuple):
     threads: int | None = None     # forward-pass threads; None: intra_op_threads(workers)
     workers: int = 1               # worker processes sharing the cores (azmlinfsrv's WORKER_COUNT)
     max_padding: float = 0.25      # most padding share of a forward pass
+    malloc_mmap_threshold: int | None = None  # bytes; fixes glibc's mmap threshold (see set_malloc_mmap_threshold)
 
     @classmethod
     def from_env(cls, environ=None) -> "ServeSettings":
@@ -556,7 +573,8 @@ class ServeSettings(NamedTuple):
                    max_queue=number("BOOLQ_MAX_QUEUE", 256),
                    timeout_s=number("BOOLQ_TIMEOUT_S", 10.0, float, minimum=0.001),
                    threads=number("BOOLQ_THREADS", None),
-                   workers=number("WORKER_COUNT", 1))
+                   workers=number("WORKER_COUNT", 1),
+                   malloc_mmap_threshold=number("BOOLQ_MALLOC_MMAP_THRESHOLD", None))
 
 def resolve_model_dir(environ=None) -> Path:
     "The model folder: `$BOOLQ_MODEL_DIR`, else `$AZUREML_MODEL_DIR` or the one model folder directly below it."
@@ -580,6 +598,9 @@ class ScoringService:
     "A loaded model behind its model thread, with its limits and drift window: answers parsed requests."
     def __init__(self, settings: ServeSettings):
         self.settings = settings
+        # Before the model's memory is allocated, so that it too follows the fixed threshold.
+        self.malloc_mmap_threshold_set = bool(settings.malloc_mmap_threshold) and \
+            set_malloc_mmap_threshold(settings.malloc_mmap_threshold)
         self.threads = settings.threads or intra_op_threads(settings.workers)
         torch.set_num_threads(self.threads)  # per process; ONNX Runtime gets the same number per session
         self.model = load_model(settings.model_dir, settings.backend, threads=self.threads)
@@ -634,6 +655,7 @@ class ScoringService:
                 "batching": {"max_batch_tokens": s.max_batch_tokens, "max_wait_ms": s.max_wait_ms,
                              "max_queue": s.max_queue, "timeout_s": s.timeout_s, "threads": self.threads,
                              "workers": s.workers, "served": dict(self.batcher.stats)},
+                "memory": {"malloc_mmap_threshold": s.malloc_mmap_threshold, "set": self.malloc_mmap_threshold_set},
                 "drift": self.drift.status() if self.drift else {"enabled": False, "reason": self.drift_off_reason}}
 
     def close(self) -> None:
@@ -719,6 +741,8 @@ def build_serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=1_000_000)
     p.add_argument("--drift-window", type=int, default=200, help="recent inputs tested for drift (when a monitor exists)")
     p.add_argument("--api-key", default=None, help="require this key (default: $BOOLQ_API_KEY; none: loopback only)")
+    p.add_argument("--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
+                   help="fix glibc's mmap threshold at BYTES (65536 kept memory flat under load, at some throughput)")
     return p
 
 def main(argv: list[str] | None = None) -> int:
@@ -736,7 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in (("--port", args.port), ("--workers", args.workers), ("--max-batch-size", args.max_batch_size),
                         ("--max-body-bytes", args.max_body_bytes), ("--drift-window", args.drift_window),
                         ("--request-threads", args.request_threads), ("--model-threads", args.model_threads or 1),
-                        ("--max-batch-tokens", args.max_batch_tokens), ("--max-queue", args.max_queue)):
+                        ("--max-batch-tokens", args.max_batch_tokens), ("--max-queue", args.max_queue),
+                        ("--malloc-mmap-threshold", args.malloc_mmap_threshold or 1)):
         if value < 1:
             print(f"boolq-serve: {name} must be a positive integer, got {value}", file=sys.stderr)
             return 2
@@ -751,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
                       BOOLQ_TIMEOUT_S=str(args.timeout))
     if args.model_threads:
         os.environ["BOOLQ_THREADS"] = str(args.model_threads)
+    if args.malloc_mmap_threshold:
+        os.environ["BOOLQ_MALLOC_MMAP_THRESHOLD"] = str(args.malloc_mmap_threshold)
     if api_key:
         os.environ["BOOLQ_API_KEY"] = api_key
     # azmlinfsrv starts gunicorn with its default sync worker (one request at a time per process) and no option for

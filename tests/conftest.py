@@ -33,7 +33,7 @@ def run_cli(args, cwd, timeout=600, env=None):
 
 
 API_KEY = "test-key-123"
-MAX_BATCH, MAX_BODY = 8, 20_000
+MAX_BATCH, MAX_BODY, MMAP_THRESHOLD = 8, 20_000, 65536
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,8 @@ def server(served_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-log")/"server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "boolq_nb.serve", "--model", str(model_dir), "--port", str(port),
-                                 "--max-batch-size", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY)],
+                                 "--max-batch-size", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY),
+                                 "--malloc-mmap-threshold", str(MMAP_THRESHOLD)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "BOOLQ_API_KEY": API_KEY})
     url = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """boolq-serve (Azure's azmlinfsrv running boolq_nb/serve.py) over real HTTP, and boolq-predict from the command line."""
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import API_KEY, MAX_BATCH, MAX_BODY, run_cli
+from conftest import API_KEY, MAX_BATCH, MAX_BODY, MMAP_THRESHOLD, run_cli
 
 PREDICT = ["-c", "import sys; from boolq_nb.serve import predict_main; sys.exit(predict_main())"]
 
@@ -33,6 +34,9 @@ def test_health_and_status(server):
     status = requests.get(server + "/score", headers=AUTH, timeout=10).json()
     assert status["status"] == "ready" and status["backend"] == "torch" and status["max_batch_size"] == MAX_BATCH
     assert status["drift"]["enabled"] is False and "no drift monitor saved" in status["drift"]["reason"]
+    # --malloc-mmap-threshold reached the worker, whose glibc took it
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert status["memory"] == {"malloc_mmap_threshold": MMAP_THRESHOLD, "set": glibc}
 
 
 def test_single_and_batch_in_input_order(server, served_model):
