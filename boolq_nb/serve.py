@@ -395,9 +395,9 @@ def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number for the mmap threshold (glibc's malloc.h)
 
 def set_malloc_mmap_threshold(nbytes: int) -> bool:
-    """Fix glibc's mmap threshold of this process at `nbytes` (blocks that large are mapped and returned when freed,
-    and the threshold no longer rises). False, changing nothing, where the C library has no `mallopt` (not glibc),
-    for a size that is not positive, or where glibc refuses it (some versions refuse more than 32 MiB)."""
+    """Fix glibc's mmap threshold of this process at `nbytes`: a block that large which the heap cannot hold is mapped
+    (and unmapped when freed) instead of growing the heap, and the threshold no longer rises. False, changing nothing,
+    where the C library has no `mallopt` (not glibc), for a size that is not positive, or where glibc refuses it."""
     import ctypes, ctypes.util
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
