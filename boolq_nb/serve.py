@@ -40,12 +40,12 @@ import boolq_nb.model as bq_model
 logger = logging.getLogger("boolq_nb.serve")
 
 # %% auto 0
-__all__ = ['logger', 'ONNX_SUBDIR', 'BACKENDS', 'M_MMAP_THRESHOLD', 'DRIFT_SUBDIR', 'ScoreRequestError', 'item_problem',
-           'parse_score_body', 'prediction_json', 'export_onnx', 'OnnxYesNoModel', 'load_model', 'batch_probability',
-           'length_groups', 'ServerBusy', 'Batcher', 'available_cores', 'intra_op_threads', 'set_malloc_mmap_threshold',
-           'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings', 'resolve_model_dir',
-           'ScoringService', 'init', 'run', 'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl',
-           'build_predict_parser', 'predict_main']
+__all__ = ['logger', 'ONNX_SUBDIR', 'BACKENDS', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD', 'DRIFT_SUBDIR', 'ScoreRequestError',
+           'item_problem', 'parse_score_body', 'prediction_json', 'export_onnx', 'OnnxYesNoModel', 'load_model',
+           'batch_probability', 'length_groups', 'ServerBusy', 'Batcher', 'available_cores', 'intra_op_threads',
+           'set_malloc_mmap_threshold', 'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings',
+           'resolve_model_dir', 'ScoringService', 'init', 'run', 'build_serve_parser', 'main', 'read_predict_jsonl',
+           'predict_jsonl', 'build_predict_parser', 'predict_main']
 
 # %% ../nbs/06_serve.ipynb
 class ScoreRequestError(ValueError):
@@ -393,18 +393,21 @@ def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
 
 # %% ../nbs/06_serve.ipynb
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number for the mmap threshold (glibc's malloc.h)
+MAX_MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for it on 64-bit systems (HEAP_MAX_SIZE / 2)
 
 def set_malloc_mmap_threshold(nbytes: int) -> bool:
     """Fix glibc's mmap threshold of this process at `nbytes`: a block that large which the heap cannot hold is mapped
     (and unmapped when freed) instead of growing the heap, and the threshold no longer rises. False, changing nothing,
-    where the C library has no `mallopt` (not glibc), for a size that is not positive, or where glibc refuses it."""
+    where the C library has no `mallopt` (not glibc), for a size outside 1 to 32 MiB, or where glibc refuses it."""
+    if not 0 < nbytes <= MAX_MMAP_THRESHOLD:
+        return False
     import ctypes, ctypes.util
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return nbytes > 0 and mallopt(M_MMAP_THRESHOLD, int(nbytes)) == 1
+    return mallopt(M_MMAP_THRESHOLD, int(nbytes)) == 1
 
 # %% ../nbs/06_serve.ipynb
 def api_key_problem(headers, api_key: str | None) -> str | None:
@@ -765,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:
             print(f"boolq-serve: {name} must be a positive integer, got {value}", file=sys.stderr)
             return 2
+    if args.malloc_mmap_threshold and args.malloc_mmap_threshold > MAX_MMAP_THRESHOLD:
+        print(f"boolq-serve: --malloc-mmap-threshold must be at most {MAX_MMAP_THRESHOLD} (glibc's ceiling), "
+              f"got {args.malloc_mmap_threshold}", file=sys.stderr)
+        return 2
     for name, value, low in (("--max-wait-ms", args.max_wait_ms, 0), ("--timeout", args.timeout, 0.001)):
         if not low <= value < float("inf"):
             print(f"boolq-serve: {name} must be a number >= {low}, got {value}", file=sys.stderr)
