@@ -232,7 +232,9 @@ class PruneOnEvaluation(TrainerCallback):
         epoch = int(round(state.epoch))
         self.epochs_run, self.steps_run = epoch, state.global_step
         self.trial.report(metrics[self.metric], epoch)
-        if self.prune and self.trial.should_prune():
+        # After the last evaluation there is nothing left to save: pruning there would only throw a finished trial
+        # away (successive halving judges a 2-epoch trial at its second epoch), so only a trial with steps left stops.
+        if self.prune and state.global_step < state.max_steps and self.trial.should_prune():
             raise optuna.TrialPruned(f"{self.metric} {metrics[self.metric]:.4f} after epoch {epoch} is below "
                                      "the pruner's threshold")
 
