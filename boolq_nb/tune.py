@@ -234,7 +234,9 @@ class PruneOnEvaluation(TrainerCallback):
         self.trial.report(metrics[self.metric], epoch)
         # After the last evaluation there is nothing left to save: pruning there would only throw a finished trial
         # away (successive halving judges a 2-epoch trial at its second epoch), so only a trial with steps left stops.
-        if self.prune and state.global_step < state.max_steps and self.trial.should_prune():
+        # A trial that may not be pruned (the default one) is still judged, its verdict ignored: successive halving
+        # ranks a trial only among those it has judged, and the default trial belongs to that comparison.
+        if state.global_step < state.max_steps and self.trial.should_prune() and self.prune:
             raise optuna.TrialPruned(f"{self.metric} {metrics[self.metric]:.4f} after epoch {epoch} is below "
                                      "the pruner's threshold")
 
