@@ -233,10 +233,11 @@ def _bodies(pairs: list[dict], items: int, n: int = 512) -> list[bytes]:
                        else pairs[i % len(pairs)]).encode() for i in range(n)]
 
 
-def in_process(model_dir: str, pairs: list[dict], items: int, seconds: float):
+def in_process(model_dir: str, pairs: list[dict], items: int, seconds: float, backend: str = "torch"):
     "The in-process loop: predict_proba once per request; (row, P(yes) of the pairs it answered, in order)."
     from boolq_nb.model import YesNoModel
-    model = YesNoModel.load(model_dir, device="cpu")
+    from boolq_nb.serve import load_model
+    model = YesNoModel.load(model_dir, device="cpu") if backend == "torch" else load_model(model_dir, backend)
     cols = lambda k, i: [pairs[(i * items + j) % len(pairs)][k] for j in range(items)]  # noqa: E731
     model.predict_proba(cols("question", 0), cols("passage", 0), cols("title", 0) if model.use_title else None)
     latencies, probs, start = [], [], time.perf_counter()
@@ -432,7 +433,8 @@ def main(argv=None) -> int:
     # The load generator's own process, at nice +5 so that the server under test gets the cores first.
     with multiprocessing.get_context("spawn").Pool(1, initializer=os.nice, initargs=(5,)) as pool:
         if args.soak_only:
-            _, expected = in_process(args.model, pairs, BATCH_ITEMS, args.seconds)
+            # The soak's answers are checked against the soaked backend's own, computed in this process.
+            _, expected = in_process(args.model, pairs, BATCH_ITEMS, args.seconds, args.soak_backend)
             proc, url = start_server(args.model, args.soak_backend, 64, log_dir/"soak.log", env=server_env)
             try:
                 results["soak"] = {"backend": args.soak_backend, **soak(pool, url, proc, pairs, expected[:len(pairs)],
@@ -477,6 +479,8 @@ def main(argv=None) -> int:
         results["targets"] = check_targets(results)
         if args.soak_seconds > 0 and "best_backend" in results["targets"]:
             best = results["targets"]["best_backend"]
+            if best != "torch":  # the in-process loop above ran PyTorch: the soak needs the soaked backend's own answers
+                _, expected = in_process(args.model, pairs, BATCH_ITEMS, args.seconds, best)
             proc, url = start_server(args.model, best, 64, log_dir/f"soak-{best}.log", env=server_env)
             try:
                 results["soak"] = {"backend": best, **soak(pool, url, proc, pairs, expected[:len(pairs)], args.soak_seconds,

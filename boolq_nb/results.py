@@ -333,8 +333,9 @@ def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | N
                   "passage, another example's passage, and the title alone (`07_results`, *passage ablation*):", "",
                   ablation_table(runs_dir)]
     if any(Path(runs_dir).glob("*/backends.json")):
-        parts += ["", "The same model on each serving backend (dev accuracy over all of dev, `07_results`; int8 is "
-                  "recommended only where it stays within 0.5 points of PyTorch):", "", backends_table(runs_dir)]
+        parts += ["", "The same model on each serving backend (dev accuracy over all of dev in batches, `07_results`; "
+                  "within 0.5 points of PyTorch is the bar, and whether an answer moves with its batch is measured "
+                  "apart, `bench/int8_batch_dependence.py`):", "", backends_table(runs_dir)]
     speed_file, serve_file = Path(runs_dir).parent/"bench"/"results"/"train_speed.json", Path(runs_dir).parent/"bench"/"results"/"serve.json"
     if speed_file.is_file():
         parts += ["", f"Training speed on this machine's CPU (`{json.loads(speed_file.read_text())['command']}`, "

@@ -40,3 +40,27 @@ def test_server_env_must_be_name_equals_value(served_model, tmp_path):
                     "--out", str(tmp_path/"x.json")], cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "--server-env 'NOEQUALS': expected NAME=VALUE" in proc.stderr, proc.stderr
     assert not (tmp_path/"x.json").exists()
+
+
+def test_batch_dependence_on_the_tiny_model(served_model, tiny_assets, tmp_path):
+    "Float32 backends answer an item the same alone and in a batch; the report is written (int8 is measured, not judged)."
+    _, model_dir = served_model
+    out = tmp_path/"dependence.json"
+    proc = run_cli([str(ROOT/"bench"/"int8_batch_dependence.py"), "--model-dir", str(model_dir), "--data",
+                    str(tiny_assets["data"]/"dev.jsonl"), "--examples", "24", "--batch-size", "8", "--out", str(out)],
+                   cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["examples"] == 24 and set(results["backends"]) == {"torch", "onnx", "onnx-int8"}
+    for backend in ("torch", "onnx"):
+        assert results["backends"][backend]["max_change"] < 1e-4, results["backends"][backend]
+        assert results["backends"][backend]["answers_flipped"] == 0
+    assert 0 <= results["backends"]["onnx-int8"]["flipped_share"] <= 1
+
+
+def test_batch_dependence_names_a_missing_file(served_model, tmp_path):
+    _, model_dir = served_model
+    proc = run_cli([str(ROOT/"bench"/"int8_batch_dependence.py"), "--model-dir", str(model_dir), "--data",
+                    str(tmp_path/"nope.jsonl"), "--out", str(tmp_path/"x.json")], cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "nope.jsonl" in proc.stderr and "no such file" in proc.stderr, proc.stderr
+    assert not (tmp_path/"x.json").exists()
