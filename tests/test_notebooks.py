@@ -28,3 +28,16 @@ def test_library_in_step_with_notebooks(tmp_path):
     for exported in sorted((ROOT/"boolq_nb").glob("*.py")):
         assert (copy/"boolq_nb"/exported.name).read_text() == exported.read_text(), \
             f"boolq_nb/{exported.name} differs from what nbdev_export makes of nbs/: run nbdev_export"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_is_valid_nbformat(notebook):
+    "Every cell has a unique id (nbformat 4.5): papermill and JupyterLab warn about, and will refuse, cells without."
+    import json
+    import nbformat
+    raw = json.loads((ROOT/"nbs"/notebook).read_text())  # nbformat.read would add missing ids itself, with a warning
+    missing = [i for i, cell in enumerate(raw["cells"]) if "id" not in cell]
+    assert not missing, f"nbs/{notebook}: cells {missing} have no id"
+    nbformat.validate(nbformat.from_dict(raw))
+    ids = [cell["id"] for cell in raw["cells"]]
+    assert len(set(ids)) == len(ids), f"nbs/{notebook}: repeated cell ids"
