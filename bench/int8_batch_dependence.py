@@ -11,7 +11,6 @@ percentile change of P(yes) and how many yes/no answers flip.
   python bench/int8_batch_dependence.py --model-dir MODEL --examples 256 --out bench/results/int8_batch_dependence.json
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from boolq_nb.data import read_boolq_jsonl  # noqa: E402
 from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
 from boolq_nb.serve import BACKENDS, load_model  # noqa: E402
@@ -57,15 +57,9 @@ def main(argv=None) -> int:
         parser.error(f"--backends: unknown {unknown}; choose from {list(BACKENDS)}")
     if not Path(args.data).is_file():
         parser.error(f"--data {args.data!r}: no such file (set BOOLQ_DATA_DIR or pass --data)")
-    rows = []
-    with open(args.data) as f:
-        for line in f:
-            if len(rows) == args.examples:
-                break
-            rows.append(json.loads(line))
-    questions, passages = [r["question"] for r in rows], [r["passage"] for r in rows]
-    titles = [r.get("title") or "" for r in rows]
-    results = {"model": args.model_dir, "data": args.data, "examples": len(rows), "batch_size": args.batch_size,
+    columns = read_boolq_jsonl(args.data)  # the project's reader: a bad line is an error naming file and line
+    questions, passages, titles = (columns[k][:args.examples] for k in ("question", "passage", "title"))
+    results = {"model": args.model_dir, "data": args.data, "examples": len(questions), "batch_size": args.batch_size,
                "backends": {}, "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))}
     for backend in backends:
         model = YesNoModel.load(args.model_dir, device="cpu") if backend == "torch" else load_model(args.model_dir, backend)
