@@ -3,10 +3,12 @@
 The batching server (`boolq-serve`) puts concurrent callers' items into one forward pass, padded to the longest. For
 PyTorch and ONNX Runtime in float32 an item's answer should not depend on its companions (padding is masked), up to
 float rounding. ONNX Runtime int8 (`quantize_dynamic`) quantizes activations with a scale computed over the whole
-input tensor of each layer, that is over the whole batch, padding included, so an item's answer can move with what
-shares its batch. This script measures it: each of the first N dev pairs is scored alone (batch size 1) and within
-length-sorted batches of 16 (as `predict_proba` batches them), per backend; it reports the largest, median and 99th
-percentile change of P(yes) and how many yes/no answers flip.
+input tensor of each layer, that is over the whole batch, padding included, so an item's answer would move with what
+shares its batch; the `onnx-int8` backend therefore runs each item in a forward pass of its own (`one_item_per_pass`).
+This script measures both: each of the first N dev pairs is scored alone (batch size 1) and within length-sorted
+batches of 16 (as `predict_proba` batches them), per backend, and for the int8 graph also on whole padded batches
+(`onnx-int8-whole-batches`, what one item per pass prevents); it reports the largest, median and 99th percentile change
+of P(yes), how many yes/no answers flip, and examples/s each way.
 
   python bench/int8_batch_dependence.py --model-dir MODEL --examples 256 --out bench/results/int8_batch_dependence.json
 """
@@ -24,18 +26,25 @@ sys.path.insert(0, str(ROOT))
 from boolq_nb.data import read_boolq_jsonl  # noqa: E402
 from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
-from boolq_nb.serve import BACKENDS, load_model  # noqa: E402
+from boolq_nb.serve import BACKENDS, OnnxYesNoModel, load_model  # noqa: E402
+
+WHOLE_BATCHES = "onnx-int8-whole-batches"  # the int8 graph without one_item_per_pass
 
 
 def batch_dependence(model, questions, passages, titles, batch_size: int = 16) -> dict:
     "How P(yes) of each pair changes between scoring it alone and within batches of `batch_size`."
     titles = titles if model.use_title else None
+    start = time.perf_counter()
     alone = np.array([model.predict_proba([q], [p], [t] if titles else None, batch_size=1)[0][0]
                       for q, p, t in zip(questions, passages, titles or [None] * len(questions))])
+    alone_s, start = time.perf_counter() - start, time.perf_counter()
     batched, _ = model.predict_proba(questions, passages, titles, batch_size=batch_size)
+    batched_s = time.perf_counter() - start
     change = np.abs(alone - batched)
     flips = (alone >= 0.5) != (batched >= 0.5)
-    return {"max_change": float(change.max()), "median_change": float(np.median(change)),
+    return {"alone_examples_per_s": round(len(alone) / alone_s, 1),
+            "batched_examples_per_s": round(len(alone) / batched_s, 1),
+            "max_change": float(change.max()), "median_change": float(np.median(change)),
             "p99_change": float(np.quantile(change, 0.99)), "answers_flipped": int(flips.sum()),
             "flipped_share": round(float(flips.mean()), 4),
             "largest_margin_flipped": float(np.abs(alone - 0.5)[flips].max()) if flips.any() else None}
@@ -48,13 +57,13 @@ def main(argv=None) -> int:
                         help="a BoolQ JSON-lines file (default: $BOOLQ_DATA_DIR/dev.jsonl)")
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--backends", default=",".join(BACKENDS + (WHOLE_BATCHES,)))
     parser.add_argument("--out", default=str(ROOT/"bench"/"results"/"int8_batch_dependence.json"))
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in BACKENDS + (WHOLE_BATCHES,)]
     if unknown:
-        parser.error(f"--backends: unknown {unknown}; choose from {list(BACKENDS)}")
+        parser.error(f"--backends: unknown {unknown}; choose from {list(BACKENDS + (WHOLE_BATCHES,))}")
     if not Path(args.data).is_file():
         parser.error(f"--data {args.data!r}: no such file (set BOOLQ_DATA_DIR or pass --data)")
     columns = read_boolq_jsonl(args.data)  # the project's reader: a bad line is an error naming file and line
@@ -62,10 +71,14 @@ def main(argv=None) -> int:
     results = {"model": args.model_dir, "data": args.data, "examples": len(questions), "batch_size": args.batch_size,
                "backends": {}, "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))}
     for backend in backends:
-        model = YesNoModel.load(args.model_dir, device="cpu") if backend == "torch" else load_model(args.model_dir, backend)
-        start = time.perf_counter()
-        results["backends"][backend] = {**batch_dependence(model, questions, passages, titles, args.batch_size),
-                                        "seconds": round(time.perf_counter() - start, 1)}
+        if backend == "torch":
+            model = YesNoModel.load(args.model_dir, device="cpu")
+        elif backend == WHOLE_BATCHES:
+            int8 = load_model(args.model_dir, "onnx-int8")
+            model = OnnxYesNoModel(int8, int8.onnx_file, one_item_per_pass=False)
+        else:
+            model = load_model(args.model_dir, backend)
+        results["backends"][backend] = batch_dependence(model, questions, passages, titles, args.batch_size)
         print(backend, results["backends"][backend], flush=True)
     atomic_write_json(Path(args.out), results)
     print("wrote", args.out)

@@ -390,7 +390,8 @@ def main(argv=None) -> int:
                    help="an environment variable for boolq-serve (repeatable), e.g. MALLOC_ARENA_MAX=2")
     p.add_argument("--pairs", type=int, default=512, help="distinct inputs cycled through")
     p.add_argument("--int8-recommended", action="store_true",
-                   help="let onnx-int8 be the best backend (only where its dev accuracy is within 0.5 points and its answers do not move with their batch: bench/int8_batch_dependence.py)")
+                   help="let onnx-int8 be the best backend (only where its dev accuracy is within 0.5 points of "
+                        "PyTorch's: runs/<run>/backends.json, from nbs/07_results.ipynb)")
     p.add_argument("--report", metavar="JSON", help="print the summary and markdown table of a results file and exit")
     p.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)  # the baseline's own process
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -14,8 +14,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .io import JSONLinesError, line_problems_error
-from .io import iter_jsonl_objects as _iter_jsonl  # wrapped below: data problems are all BoolQDataError
+from .io import iter_jsonl_objects, line_problems_error
 # Public API that lived here before boolq_nb.io existed, still imported from here by users and by 06_serve: the one
 # place this module re-exports names it does not use.
 from .io import (  # noqa: F401
@@ -23,9 +22,8 @@ from .io import (  # noqa: F401
 
 # %% auto 0
 __all__ = ['BOOLQ_HUB_ID', 'DATA_DIR_ENV', 'LABEL_NAMES', 'BOOLQ_FEATURES', 'LOCAL_FORMATS', 'HOLDOUT_SEED', 'BoolQDataError',
-           'text_field_problem', 'parse_label', 'iter_jsonl_objects', 'raise_line_problems', 'read_boolq_jsonl',
-           'LocalFormat', 'resolve_source', 'detect_local_format', 'take_subset', 'split_holdout', 'load_boolq',
-           'majority_baseline']
+           'text_field_problem', 'parse_label', 'raise_line_problems', 'read_boolq_jsonl', 'LocalFormat',
+           'resolve_source', 'detect_local_format', 'take_subset', 'split_holdout', 'load_boolq', 'majority_baseline']
 
 # %% ../nbs/00_data.ipynb
 BOOLQ_HUB_ID = "google/boolq"
@@ -70,14 +68,6 @@ def parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
     return None, f"field '{field}' must be a boolean{' or 0/1' if field == 'label' else ''}, got {value!r:.40}"
 
 # %% ../nbs/00_data.ipynb
-def iter_jsonl_objects(path: str | os.PathLike):
-    """`boolq_nb.io.iter_jsonl_objects` for data files: a file that is not there is a `BoolQDataError`, like every
-    other problem with the data, so callers of a data reader catch one error type."""
-    try:
-        yield from _iter_jsonl(path)
-    except JSONLinesError as e:
-        raise BoolQDataError(str(e)) from None
-
 def raise_line_problems(path: str | os.PathLike, problems: list[str]):
     "Raise one `BoolQDataError` listing `problems` ('file:line: what') of `path`, if there are any."
     if (error := line_problems_error(path, problems, BoolQDataError)) is not None:
@@ -88,7 +78,7 @@ def read_boolq_jsonl(path: str | os.PathLike, label_field: str = "answer") -> di
     path = Path(path)
     columns = {"question": [], "passage": [], "title": [], "label": []}
     problems, first_seen, duplicates = [], {}, []
-    for line_no, record, problem in iter_jsonl_objects(path):
+    for line_no, record, problem in iter_jsonl_objects(path, BoolQDataError):
         if problem:
             problems.append(f"{path}:{line_no}: {problem}")
             continue

@@ -26,9 +26,9 @@ import torchdrift
 from fastcore.basics import patch
 from torchdrift.detectors import KernelMMDDriftDetector
 
-from .data import BoolQDataError, iter_jsonl_objects, load_boolq, raise_line_problems, take_subset, text_field_problem
+from .data import BoolQDataError, load_boolq, raise_line_problems, take_subset, text_field_problem
 from .evaluate import new_figure, save_figure
-from .io import atomic_directory, atomic_write_json
+from .io import atomic_directory, atomic_write_json, iter_jsonl_objects
 from .model import YesNoModel, probability_yes
 
 # %% auto 0
@@ -505,7 +505,7 @@ def read_pairs_jsonl(path: str | os.PathLike) -> dict[str, list[str]]:
     "Questions, passages and titles from a JSON-lines file; errors name the file and line."
     path = Path(path)
     pairs, problems = {"question": [], "passage": [], "title": []}, []
-    for line_no, record, problem in iter_jsonl_objects(path):
+    for line_no, record, problem in iter_jsonl_objects(path, BoolQDataError):
         line_problems = [problem] if problem else [
             p for p in (text_field_problem(record, "question"),
                         text_field_problem(record, "passage", allow_empty=True),

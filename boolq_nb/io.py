@@ -108,12 +108,13 @@ class JSONLinesError(ValueError):
 
 MAX_REPORTED_PROBLEMS = 20  # enough to fix a file in one go, short enough to read
 
-def iter_jsonl_objects(path: str | os.PathLike):
+def iter_jsonl_objects(path: str | os.PathLike, error: type[ValueError] = JSONLinesError):
     """Each non-blank line of a JSON-lines file as `(line number, object, None)`, or `(line number, None, problem)`
-    when the line is not UTF-8, not JSON, or not a JSON object. Streams: one line in memory at a time."""
+    when the line is not UTF-8, not JSON, or not a JSON object. Streams: one line in memory at a time. A file that is
+    not there raises `error`, so that a reader raises one error type for every problem with its file."""
     path = Path(path)
     if not path.is_file():
-        raise JSONLinesError(f"{path}: file not found")
+        raise error(f"{path}: file not found")
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:

@@ -141,12 +141,15 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
     return int8
 
 class OnnxYesNoModel(bq_model.YesNoModel):
-    "A `YesNoModel` whose forward pass runs in ONNX Runtime (encoding and batching unchanged)."
-    def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike, threads: int | None = None):
+    """A `YesNoModel` whose forward pass runs in ONNX Runtime (encoding and batching unchanged). With
+    `one_item_per_pass` each row of a batch runs alone, without its padding: for a graph whose answers would otherwise
+    depend on the rest of the batch (int8 with dynamic quantization)."""
+    def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike, threads: int | None = None,
+                 one_item_per_pass: bool = False):
         import onnxruntime
         super().__init__(base.model, base.tokenizer, base.max_length, base.use_title, base.info, device="cpu",
                          temperature=base.temperature)
-        self.onnx_file = Path(onnx_file)
+        self.onnx_file, self.one_item_per_pass = Path(onnx_file), one_item_per_pass
         options = onnxruntime.SessionOptions()
         if threads:  # ONNX Runtime's own default is one thread per physical core, whatever else runs in the process
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -158,7 +161,13 @@ class OnnxYesNoModel(bq_model.YesNoModel):
 
     def logits(self, batch: dict) -> np.ndarray:
         "The logits of one padded batch (tensors as `batches` or the collator make them)."
-        return self.session.run(["logits"], {k: v.numpy() for k, v in batch.items() if k in self.input_names})[0]
+        inputs = {k: v.numpy() for k, v in batch.items() if k in self.input_names}
+        if not self.one_item_per_pass or len(inputs["input_ids"]) == 1:
+            return self.session.run(["logits"], inputs)[0]
+        # Each row on its own, its padding dropped (whichever side it is on): exactly the pass of that item alone.
+        real = inputs["attention_mask"].astype(bool)
+        return np.concatenate([self.session.run(["logits"], {k: v[i:i + 1, real[i]] for k, v in inputs.items()})[0]
+                               for i in range(len(real))])
 
     def predict_proba(self, questions, passages, titles=None, batch_size: int = 32):
         "P(yes) for each pair, and whether each passage was truncated (as `YesNoModel.predict_proba`)."
@@ -185,7 +194,10 @@ def load_model(model_dir: str | os.PathLike, backend: str = "torch", threads: in
         folder = Path(tempfile.mkdtemp(prefix="boolq-onnx-"))
         logger.warning("cannot write the ONNX export next to the model (%s); exporting to %s", e, folder)
         onnx_file = export_onnx(model, folder, quantize=backend == "onnx-int8")
-    return OnnxYesNoModel(model, onnx_file, threads)
+    # int8 runs one item per forward pass: dynamic quantization scales each layer's activations over the whole batch,
+    # padding included, so in a shared batch a caller's answer would depend on who else is calling. On CPUs one item
+    # per pass costs no throughput (bench/int8_batch_dependence.py measures both).
+    return OnnxYesNoModel(model, onnx_file, threads, one_item_per_pass=backend == "onnx-int8")
 
 @torch.inference_mode()
 def batch_probability(model: bq_model.YesNoModel, batch: dict) -> np.ndarray:
@@ -803,7 +815,7 @@ def read_predict_jsonl(path: str | os.PathLike, batch_size: int = 64):
     "Batches of `(line number, item, label or None)` from a jsonl file, validated line by line as it streams."
     path = Path(path)
     batch = []
-    for line_no, record, problem in bq_data.iter_jsonl_objects(path):
+    for line_no, record, problem in bq_io.iter_jsonl_objects(path, bq_data.BoolQDataError):
         problem = problem or item_problem(record)
         label = None
         if not problem:
