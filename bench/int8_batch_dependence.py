@@ -4,11 +4,11 @@ The batching server (`boolq-serve`) puts concurrent callers' items into one forw
 PyTorch and ONNX Runtime in float32 an item's answer should not depend on its companions (padding is masked), up to
 float rounding. ONNX Runtime int8 (`quantize_dynamic`) quantizes activations with a scale computed over the whole
 input tensor of each layer, that is over the whole batch, padding included, so an item's answer would move with what
-shares its batch; the `onnx-int8` backend therefore runs each item in a forward pass of its own (`one_item_per_pass`).
-This script measures both: each of the first N dev pairs is scored alone (batch size 1) and within length-sorted
-batches of 16 (as `predict_proba` batches them), per backend, and for the int8 graph also on whole padded batches
-(`onnx-int8-whole-batches`, what one item per pass prevents); it reports the largest, median and 99th percentile change
-of P(yes), how many yes/no answers flip, and examples/s each way.
+shares its batch; the ONNX Runtime backends therefore run each item in a forward pass of its own (`one_item_per_pass`).
+This script measures both ways: each of the first N dev pairs is scored alone (batch size 1) and within length-sorted
+batches of 16 (as `predict_proba` batches them), per backend, and for each ONNX Runtime graph also on whole padded
+batches (`onnx-whole-batches`, `onnx-int8-whole-batches`); it reports the largest, median and 99th percentile change
+of P(yes), how many yes/no answers flip, and examples/s each way (whether one item per pass costs speed).
 
   python bench/int8_batch_dependence.py --model-dir MODEL --examples 256 --out bench/results/int8_batch_dependence.json
 """
@@ -28,7 +28,7 @@ from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
 from boolq_nb.serve import BACKENDS, OnnxYesNoModel, load_model  # noqa: E402
 
-WHOLE_BATCHES = "onnx-int8-whole-batches"  # the int8 graph without one_item_per_pass
+WHOLE_BATCHES = {f"{backend}-whole-batches": backend for backend in ("onnx", "onnx-int8")}  # one_item_per_pass off
 
 
 def batch_dependence(model, questions, passages, titles, batch_size: int = 16) -> dict:
@@ -57,13 +57,13 @@ def main(argv=None) -> int:
                         help="a BoolQ JSON-lines file (default: $BOOLQ_DATA_DIR/dev.jsonl)")
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--backends", default=",".join(BACKENDS + (WHOLE_BATCHES,)))
+    parser.add_argument("--backends", default=",".join(BACKENDS + tuple(WHOLE_BATCHES)))
     parser.add_argument("--out", default=str(ROOT/"bench"/"results"/"int8_batch_dependence.json"))
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
-    unknown = [b for b in backends if b not in BACKENDS + (WHOLE_BATCHES,)]
+    unknown = [b for b in backends if b not in BACKENDS + tuple(WHOLE_BATCHES)]
     if unknown:
-        parser.error(f"--backends: unknown {unknown}; choose from {list(BACKENDS + (WHOLE_BATCHES,))}")
+        parser.error(f"--backends: unknown {unknown}; choose from {list(BACKENDS + tuple(WHOLE_BATCHES))}")
     if not Path(args.data).is_file():
         parser.error(f"--data {args.data!r}: no such file (set BOOLQ_DATA_DIR or pass --data)")
     columns = read_boolq_jsonl(args.data)  # the project's reader: a bad line is an error naming file and line
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
     for backend in backends:
         if backend == "torch":
             model = YesNoModel.load(args.model_dir, device="cpu")
-        elif backend == WHOLE_BATCHES:
-            int8 = load_model(args.model_dir, "onnx-int8")
-            model = OnnxYesNoModel(int8, int8.onnx_file, one_item_per_pass=False)
+        elif backend in WHOLE_BATCHES:
+            per_item = load_model(args.model_dir, WHOLE_BATCHES[backend])
+            model = OnnxYesNoModel(per_item, per_item.onnx_file, one_item_per_pass=False)
         else:
             model = load_model(args.model_dir, backend)
         results["backends"][backend] = batch_dependence(model, questions, passages, titles, args.batch_size)

@@ -142,8 +142,8 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
 
 class OnnxYesNoModel(bq_model.YesNoModel):
     """A `YesNoModel` whose forward pass runs in ONNX Runtime (encoding and batching unchanged). With
-    `one_item_per_pass` each row of a batch runs alone, without its padding: for a graph whose answers would otherwise
-    depend on the rest of the batch (int8 with dynamic quantization)."""
+    `one_item_per_pass` each row of a batch runs alone, without its padding: what an int8 graph with dynamic
+    quantization needs for answers that do not depend on the rest of the batch, and faster on CPUs measured here."""
     def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike, threads: int | None = None,
                  one_item_per_pass: bool = False):
         import onnxruntime
@@ -194,10 +194,11 @@ def load_model(model_dir: str | os.PathLike, backend: str = "torch", threads: in
         folder = Path(tempfile.mkdtemp(prefix="boolq-onnx-"))
         logger.warning("cannot write the ONNX export next to the model (%s); exporting to %s", e, folder)
         onnx_file = export_onnx(model, folder, quantize=backend == "onnx-int8")
-    # int8 runs one item per forward pass: dynamic quantization scales each layer's activations over the whole batch,
-    # padding included, so in a shared batch a caller's answer would depend on who else is calling. On CPUs one item
-    # per pass costs no throughput (bench/int8_batch_dependence.py measures both).
-    return OnnxYesNoModel(model, onnx_file, threads, one_item_per_pass=backend == "onnx-int8")
+    # One item per forward pass. For int8 it is a must: dynamic quantization scales each layer's activations over the
+    # whole batch, padding included, so in a shared batch a caller's answer would depend on who else is calling. For
+    # float32 it is the faster way on this project's CPUs: ONNX Runtime ran length-sorted batches of 16 slower per
+    # item than single items (bench/int8_batch_dependence.py measures both ways, and PyTorch, which batches faster).
+    return OnnxYesNoModel(model, onnx_file, threads, one_item_per_pass=True)
 
 @torch.inference_mode()
 def batch_probability(model: bq_model.YesNoModel, batch: dict) -> np.ndarray:
