@@ -200,8 +200,8 @@ def load_model(model_dir: str | os.PathLike, backend: str = "torch", threads: in
         onnx_file = export_onnx(model, folder, quantize=backend == "onnx-int8")
     # One item per forward pass. For int8 it is a must: dynamic quantization scales each layer's activations over the
     # whole batch, padding included, so in a shared batch a caller's answer would depend on who else is calling. On
-    # this project's 2-core CPU it costs no speed, in float32 either (bench/int8_batch_dependence.py: 57.4 against
-    # 55.6 examples/s for int8, 32.2 against 33.1 for float32, one item per pass against whole length-sorted batches
+    # this project's 2-core CPU it costs no speed, in float32 either (bench/int8_batch_dependence.py: 49.9 against
+    # 50.8 examples/s for int8, 32.4 against 29.4 for float32, one item per pass against whole length-sorted batches
     # of 16), and both ONNX backends then answer an item exactly as they would alone. PyTorch keeps its batches.
     return OnnxYesNoModel(model, onnx_file, threads, one_item_per_pass=True)
 
