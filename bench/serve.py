@@ -342,8 +342,9 @@ def check_targets(results: dict) -> dict:
                                            and r["items_per_request"] == items), None)
     naive1, naive16 = get("naive", 1), get("naive", 16)
     backends = [b for b in results["backends"] if get(b, 16)]
-    # int8 is a candidate only where its accuracy passes (within 0.5 points of PyTorch on dev; 07_results): for
-    # minilm-full it does not (68.9 % against 69.6 %), so by default the best backend is chosen without it.
+    # int8 is a candidate only where its accuracy passes (within 0.5 points of PyTorch on dev; runs/<run>/backends.json
+    # from 07_results), which depends on the model: pass --int8-recommended where it does (the recipe's model: 71.3
+    # against 71.5 %); by default the best backend is chosen without it.
     candidates = [b for b in backends if b != "onnx-int8" or results.get("int8_recommended")]
     if not candidates or not naive16:
         return {"note": "not enough settings measured to check the targets"}
