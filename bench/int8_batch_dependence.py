@@ -1,20 +1,31 @@
-"""Does a served answer depend on the other requests in its batch? P(yes) of dev pairs scored alone and in batches.
+"""Does a served answer depend on the other requests in its batch, and what does each way of running a batch cost?
 
 The batching server (`boolq-serve`) puts concurrent callers' items into one forward pass, padded to the longest. For
 PyTorch and ONNX Runtime in float32 an item's answer should not depend on its companions (padding is masked), up to
 float rounding. ONNX Runtime int8 (`quantize_dynamic`) quantizes activations with a scale computed over the whole
 input tensor of each layer, that is over the whole batch, padding included, so an item's answer would move with what
-shares its batch; the ONNX Runtime backends therefore run each item in a forward pass of its own (`one_item_per_pass`).
-This script measures both ways: each of the first N dev pairs is scored alone (batch size 1) and within length-sorted
-batches of 16 (as `predict_proba` batches them), per backend, and for each ONNX Runtime graph also on whole padded
-batches (`onnx-whole-batches`, `onnx-int8-whole-batches`); it reports the largest, median and 99th percentile change
-of P(yes), how many yes/no answers flip, and examples/s each way (whether one item per pass costs speed).
+shares its batch; the ONNX Runtime backends therefore run each item in a forward pass of its own (`one_item_per_pass`),
+the items of a batch side by side, one intra-op thread each.
+
+Each of the first N dev pairs is scored alone (batch size 1) and within length-sorted batches of 16 (as
+`predict_proba` batches them), per variant; the script reports the largest, median and 99th percentile change of
+P(yes), how many yes/no answers flip, and examples/s each way. Variants:
+
+  torch                      PyTorch, padded batches
+  onnx, onnx-int8            what `load_model` serves: one item per pass, a batch's items side by side
+  onnx-in-turn, onnx-int8-in-turn
+                             one item per pass, a batch's items one after another on all the threads
+  onnx-whole-batches, onnx-int8-whole-batches
+                             whole padded batches (`one_item_per_pass=False`)
+  onnx-int8-per-matrix       as onnx-int8, from an int8 export with one weight scale per matrix instead of one per
+                             output channel (written to a temporary folder; the served export is per channel)
 
   python bench/int8_batch_dependence.py --model-dir MODEL --examples 256 --out bench/results/int8_batch_dependence.json
 """
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,9 +37,37 @@ sys.path.insert(0, str(ROOT))
 from boolq_nb.data import read_boolq_jsonl  # noqa: E402
 from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
-from boolq_nb.serve import BACKENDS, OnnxYesNoModel, load_model  # noqa: E402
+from boolq_nb.serve import OnnxYesNoModel, export_onnx  # noqa: E402
 
-WHOLE_BATCHES = {f"{backend}-whole-batches": backend for backend in ("onnx", "onnx-int8")}  # one_item_per_pass off
+# variant: (ONNX graph, how a batch runs); "torch" is PyTorch's own padded batches
+ONNX_VARIANTS = {
+    "onnx": ("float32", "side by side"), "onnx-int8": ("int8", "side by side"),
+    "onnx-in-turn": ("float32", "in turn"), "onnx-int8-in-turn": ("int8", "in turn"),
+    "onnx-whole-batches": ("float32", "whole batches"), "onnx-int8-whole-batches": ("int8", "whole batches"),
+    "onnx-int8-per-matrix": ("int8 per matrix", "side by side"),
+}
+VARIANTS = ("torch",) + tuple(ONNX_VARIANTS)
+
+
+def onnx_graph(base: YesNoModel, model_dir: str, graph: str, scratch: Path) -> Path:
+    "The ONNX file of `graph` for the model in `model_dir` (exported next to it, as `load_model` does)."
+    if graph != "int8 per matrix":
+        return export_onnx(base, Path(model_dir)/"onnx", quantize=graph == "int8")
+    per_matrix = scratch/"model.int8.per-matrix.onnx"
+    if not per_matrix.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        quantize_dynamic(str(export_onnx(base, Path(model_dir)/"onnx")), str(per_matrix), weight_type=QuantType.QInt8,
+                         per_channel=False)
+    return per_matrix
+
+
+def variant_model(name: str, model_dir: str, scratch: Path) -> YesNoModel:
+    base = YesNoModel.load(model_dir, device="cpu")
+    if name == "torch":
+        return base
+    graph, batches = ONNX_VARIANTS[name]
+    return OnnxYesNoModel(base, onnx_graph(base, model_dir, graph, scratch), one_item_per_pass=batches != "whole batches",
+                          side_by_side=batches == "side by side")
 
 
 def batch_dependence(model, questions, passages, titles, batch_size: int = 16) -> dict:
@@ -57,29 +96,27 @@ def main(argv=None) -> int:
                         help="a BoolQ JSON-lines file (default: $BOOLQ_DATA_DIR/dev.jsonl)")
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--backends", default=",".join(BACKENDS + tuple(WHOLE_BATCHES)))
+    parser.add_argument("--backends", default=",".join(VARIANTS), help="comma-separated variants (see above)")
     parser.add_argument("--out", default=str(ROOT/"bench"/"results"/"int8_batch_dependence.json"))
     args = parser.parse_args(argv)
-    backends = args.backends.split(",")
-    unknown = [b for b in backends if b not in BACKENDS + tuple(WHOLE_BATCHES)]
+    variants = args.backends.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        parser.error(f"--backends: unknown {unknown}; choose from {list(BACKENDS + tuple(WHOLE_BATCHES))}")
+        parser.error(f"--backends: unknown {unknown}; choose from {list(VARIANTS)}")
     if not Path(args.data).is_file():
         parser.error(f"--data {args.data!r}: no such file (set BOOLQ_DATA_DIR or pass --data)")
     columns = read_boolq_jsonl(args.data)  # the project's reader: a bad line is an error naming file and line
     questions, passages, titles = (columns[k][:args.examples] for k in ("question", "passage", "title"))
     results = {"model": args.model_dir, "data": args.data, "examples": len(questions), "batch_size": args.batch_size,
-               "backends": {}, "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))}
-    for backend in backends:
-        if backend == "torch":
-            model = YesNoModel.load(args.model_dir, device="cpu")
-        elif backend in WHOLE_BATCHES:
-            per_item = load_model(args.model_dir, WHOLE_BATCHES[backend])
-            model = OnnxYesNoModel(per_item, per_item.onnx_file, one_item_per_pass=False)
-        else:
-            model = load_model(args.model_dir, backend)
-        results["backends"][backend] = batch_dependence(model, questions, passages, titles, args.batch_size)
-        print(backend, results["backends"][backend], flush=True)
+               "cpu_count": os.cpu_count(), "variants": {"torch": "PyTorch, padded batches",
+                                                         **{k: f"{g}; {b}" for k, (g, b) in ONNX_VARIANTS.items()}},
+               "backends": {},
+               "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))}
+    with tempfile.TemporaryDirectory(prefix="boolq-int8-") as scratch:
+        for name in variants:
+            model = variant_model(name, args.model_dir, Path(scratch))
+            results["backends"][name] = batch_dependence(model, questions, passages, titles, args.batch_size)
+            print(name, results["backends"][name], flush=True)
     atomic_write_json(Path(args.out), results)
     print("wrote", args.out)
     return 0

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,11 +42,11 @@ logger = logging.getLogger("boolq_nb.serve")
 
 # %% auto 0
 __all__ = ['logger', 'ONNX_SUBDIR', 'INT8_ONNX_FILE', 'BACKENDS', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD', 'DRIFT_SUBDIR',
-           'ScoreRequestError', 'item_problem', 'parse_score_body', 'prediction_json', 'export_onnx', 'OnnxYesNoModel',
-           'load_model', 'batch_probability', 'length_groups', 'ServerBusy', 'Batcher', 'available_cores',
-           'intra_op_threads', 'set_malloc_mmap_threshold', 'api_key_problem', 'DriftWindow', 'load_drift_window',
-           'ServeSettings', 'resolve_model_dir', 'ScoringService', 'init', 'run', 'build_serve_parser', 'main',
-           'read_predict_jsonl', 'predict_jsonl', 'build_predict_parser', 'predict_main']
+           'ScoreRequestError', 'item_problem', 'parse_score_body', 'prediction_json', 'available_cores',
+           'intra_op_threads', 'export_onnx', 'onnx_session', 'OnnxYesNoModel', 'load_model', 'batch_probability',
+           'length_groups', 'ServerBusy', 'Batcher', 'set_malloc_mmap_threshold', 'api_key_problem', 'DriftWindow',
+           'load_drift_window', 'ServeSettings', 'resolve_model_dir', 'ScoringService', 'init', 'run',
+           'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl', 'build_predict_parser', 'predict_main']
 
 # %% ../nbs/06_serve.ipynb
 class ScoreRequestError(ValueError):
@@ -107,6 +108,19 @@ def prediction_json(prediction: bq_model.YesNoPrediction) -> dict:
     return out
 
 # %% ../nbs/06_serve.ipynb
+def available_cores() -> int:
+    "CPU cores this process may run on (its affinity mask where the OS has one), at least 1."
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
+    "Forward-pass threads for each of `workers` worker processes sharing `cores` (default: the available cores)."
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, workers))
+
+# %% ../nbs/06_serve.ipynb
 ONNX_SUBDIR = "onnx"
 # Named after its quantization settings (see export_onnx), so that an export made with other settings is never reused.
 INT8_ONNX_FILE = "model.int8.per-channel.onnx"
@@ -144,24 +158,37 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     return int8
 
+# %% ../nbs/06_serve.ipynb
+def onnx_session(onnx_file: str | os.PathLike, threads: int | None = None):
+    "An ONNX Runtime CPU session for `onnx_file` whose forward passes run on `threads` intra-op threads."
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    if threads:  # ONNX Runtime's own default is one thread per physical core, whatever else runs in the process
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        # Idle pool threads spin waiting for the next call by default; when serving, the request threads that
+        # parse and tokenize need those cores between calls.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+# %% ../nbs/06_serve.ipynb
 class OnnxYesNoModel(bq_model.YesNoModel):
     """A `YesNoModel` whose forward pass runs in ONNX Runtime (encoding and batching unchanged). With
-    `one_item_per_pass` each row of a batch runs alone, without its padding: what an int8 graph with dynamic
-    quantization needs for answers that do not depend on the rest of the batch."""
+    `one_item_per_pass` each row of a batch runs alone, without its padding (what an int8 graph with dynamic
+    quantization needs for answers that do not depend on the rest of the batch), and unless `side_by_side` is off the
+    rows of a batch run side by side on `threads` threads (default: the available cores), one intra-op thread each."""
     def __init__(self, base: bq_model.YesNoModel, onnx_file: str | os.PathLike, threads: int | None = None,
-                 one_item_per_pass: bool = False):
-        import onnxruntime
+                 one_item_per_pass: bool = False, side_by_side: bool = True):
         super().__init__(base.model, base.tokenizer, base.max_length, base.use_title, base.info, device="cpu",
                          temperature=base.temperature)
         self.onnx_file, self.one_item_per_pass = Path(onnx_file), one_item_per_pass
-        options = onnxruntime.SessionOptions()
-        if threads:  # ONNX Runtime's own default is one thread per physical core, whatever else runs in the process
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            # Idle pool threads spin waiting for the next call by default; when serving, the request threads that
-            # parse and tokenize need those cores between calls.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(onnx_file, threads)
         self.input_names = {i.name for i in self.session.get_inputs()}
+        # A single short sequence leaves a pass on several intra-op threads little to share out, so the items of a
+        # batch run side by side, each on one thread of a session of its own (ONNX Runtime sessions may be run from
+        # several threads at once). A lone item keeps all the threads: its latency is what a single caller waits for.
+        self.item_threads = (threads or available_cores()) if one_item_per_pass and side_by_side else 1
+        self.item_session = onnx_session(onnx_file, 1) if self.item_threads > 1 else None
+        self._item_pool, self._item_pool_pid = None, None
 
     def logits(self, batch: dict) -> np.ndarray:
         "The logits of one padded batch (tensors as `batches` or the collator make them)."
@@ -170,8 +197,20 @@ class OnnxYesNoModel(bq_model.YesNoModel):
             return self.session.run(["logits"], inputs)[0]
         # Each row on its own, its padding dropped (whichever side it is on): exactly the pass of that item alone.
         real = inputs["attention_mask"].astype(bool)
-        return np.concatenate([self.session.run(["logits"], {k: v[i:i + 1, real[i]] for k, v in inputs.items()})[0]
-                               for i in range(len(real))])
+        rows = [{k: v[i:i + 1, real[i]] for k, v in inputs.items()} for i in range(len(real))]
+        if self.item_session is None:
+            return np.concatenate([self.session.run(["logits"], row)[0] for row in rows])
+        return np.concatenate(list(self.item_pool().map(self._item_logits, rows)))
+
+    def _item_logits(self, row: dict) -> np.ndarray:
+        return self.item_session.run(["logits"], row)[0]
+
+    def item_pool(self) -> ThreadPoolExecutor:
+        "The threads that run a batch's items side by side (made anew in a forked child, which inherits no threads)."
+        if self._item_pool is None or self._item_pool_pid != os.getpid():
+            self._item_pool = ThreadPoolExecutor(self.item_threads, thread_name_prefix="boolq-onnx-item")
+            self._item_pool_pid = os.getpid()
+        return self._item_pool
 
     def predict_proba(self, questions, passages, titles=None, batch_size: int = 32):
         "P(yes) for each pair, and whether each passage was truncated (as `YesNoModel.predict_proba`)."
@@ -184,6 +223,7 @@ class OnnxYesNoModel(bq_model.YesNoModel):
     def __repr__(self):
         return f"OnnxYesNoModel({self.onnx_file.name}, max_length={self.max_length}, use_title={self.use_title})"
 
+# %% ../nbs/06_serve.ipynb
 def load_model(model_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None) -> bq_model.YesNoModel:
     "A saved model ready to answer, on the chosen backend (`torch`, `onnx` or `onnx-int8`); ONNX Runtime with `threads`."
     if backend not in BACKENDS:
@@ -199,10 +239,9 @@ def load_model(model_dir: str | os.PathLike, backend: str = "torch", threads: in
         logger.warning("cannot write the ONNX export next to the model (%s); exporting to %s", e, folder)
         onnx_file = export_onnx(model, folder, quantize=backend == "onnx-int8")
     # One item per forward pass. For int8 it is a must: dynamic quantization scales each layer's activations over the
-    # whole batch, padding included, so in a shared batch a caller's answer would depend on who else is calling. On
-    # this project's 2-core CPU it costs no speed, in float32 either (bench/int8_batch_dependence.py: 49.9 against
-    # 50.8 examples/s for int8, 32.4 against 29.4 for float32, one item per pass against whole length-sorted batches
-    # of 16), and both ONNX backends then answer an item exactly as they would alone. PyTorch keeps its batches.
+    # whole batch, padding included, so in a shared batch a caller's answer would depend on who else is calling. Both
+    # ONNX backends then answer an item exactly as they would alone, and a batch's items run side by side, one thread
+    # each (bench/int8_batch_dependence.py measures this against whole padded batches). PyTorch keeps its batches.
     return OnnxYesNoModel(model, onnx_file, threads, one_item_per_pass=True)
 
 @torch.inference_mode()
@@ -395,19 +434,6 @@ def _loop(self: Batcher) -> None:
             except Exception:  # background work reports its own errors; it must never stop the answers
                 logger.exception("background work failed")
             since_background = 0
-
-# %% ../nbs/06_serve.ipynb
-def available_cores() -> int:
-    "CPU cores this process may run on (its affinity mask where the OS has one), at least 1."
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS and Windows have no affinity call
-        return max(1, os.cpu_count() or 1)
-
-def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
-    "Forward-pass threads for each of `workers` worker processes sharing `cores` (default: the available cores)."
-    cores = available_cores() if cores is None else cores
-    return max(1, cores // max(1, workers))
 
 # %% ../nbs/06_serve.ipynb
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number for the mmap threshold (glibc's malloc.h)

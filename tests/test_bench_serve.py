@@ -43,7 +43,7 @@ def test_server_env_must_be_name_equals_value(served_model, tmp_path):
 
 
 def test_batch_dependence_on_the_tiny_model(served_model, tiny_assets, tmp_path):
-    "Every backend answers an item the same alone and in a batch (ONNX Runtime one item per pass); whole batches measured."
+    "Every variant answers an item the same alone and in a batch (ONNX Runtime one item per pass); whole batches measured."
     _, model_dir = served_model
     out = tmp_path/"dependence.json"
     proc = run_cli([str(ROOT/"bench"/"int8_batch_dependence.py"), "--model-dir", str(model_dir), "--data",
@@ -52,12 +52,16 @@ def test_batch_dependence_on_the_tiny_model(served_model, tiny_assets, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["examples"] == 24
-    assert set(results["backends"]) == {"torch", "onnx", "onnx-int8", "onnx-whole-batches", "onnx-int8-whole-batches"}
+    assert set(results["backends"]) == {"torch", "onnx", "onnx-int8", "onnx-in-turn", "onnx-int8-in-turn",
+                                        "onnx-whole-batches", "onnx-int8-whole-batches", "onnx-int8-per-matrix"}
+    assert set(results["variants"]) == set(results["backends"])
     for backend in ("torch", "onnx-whole-batches"):
         assert results["backends"][backend]["max_change"] < 1e-4, results["backends"][backend]
         assert results["backends"][backend]["answers_flipped"] == 0
-    for backend in ("onnx", "onnx-int8"):  # exactly: one item per pass
-        assert results["backends"][backend]["max_change"] == 0, results["backends"][backend]
+    for backend in ("onnx", "onnx-int8", "onnx-in-turn", "onnx-int8-in-turn", "onnx-int8-per-matrix"):
+        assert results["backends"][backend]["max_change"] == 0, (backend, results["backends"][backend])  # one item per pass
+    # The per-matrix export went to a temporary folder: the model's own ONNX folder holds only what load_model serves.
+    assert not list((model_dir/"onnx").glob("*per-matrix*"))
     assert 0 <= results["backends"]["onnx-int8-whole-batches"]["flipped_share"] <= 1
     assert all(r["alone_examples_per_s"] > 0 and r["batched_examples_per_s"] > 0 for r in results["backends"].values())
 
