@@ -425,7 +425,8 @@ def main(argv=None) -> int:
                "inputs": source, "cpu_count": os.cpu_count(), "available_cores": len(os.sched_getaffinity(0)),
                "server_env": server_env, "seconds_per_setting": args.seconds, "int8_recommended": args.int8_recommended, "warmup_s": args.warmup, "backends": backends,
                "thread_split": ("servers: one process each, unpinned; boolq-serve: 1 gunicorn gthread worker, 32 request "
-                                "threads, 1 model thread with cores // workers intra-op threads; naive: 1 thread, torch "
+                                "threads, 1 model thread with cores // workers intra-op threads (ONNX Runtime: a batch's items "
+                                "side by side on as many threads, one intra-op thread each); naive: 1 thread, torch "
                                 "defaults; load generator: 1 process, 1 thread per client, nice +5"),
                "settings": []}
     log_dir = Path(tempfile.mkdtemp(prefix="boolq-bench-serve-"))  # server logs, kept out of the repository

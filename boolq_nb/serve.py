@@ -641,6 +641,7 @@ def resolve_model_dir(environ=None) -> Path:
                          f"found {len(found)}")
     return found[0]
 
+# %% ../nbs/06_serve.ipynb
 class ScoringService:
     "A loaded model behind its model thread, with its limits and drift window: answers parsed requests."
     def __init__(self, settings: ServeSettings):
@@ -709,6 +710,7 @@ class ScoringService:
         "Stop the model thread (after the requests already queued)."
         self.batcher.close()
 
+# %% ../nbs/06_serve.ipynb
 _service: ScoringService | None = None
 
 def init():
