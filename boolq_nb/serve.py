@@ -865,6 +865,7 @@ def read_predict_jsonl(path: str | os.PathLike, batch_size: int = 64):
     if batch:
         yield batch
 
+# %% ../nbs/06_serve.ipynb
 def predict_jsonl(model: bq_model.YesNoModel, input_path: str | os.PathLike, output_path: str | os.PathLike,
                   batch_size: int = 64) -> dict:
     "Answer every line of `input_path` into `output_path` (atomically); a summary with accuracy when labelled."
@@ -895,6 +896,7 @@ def predict_jsonl(model: bq_model.YesNoModel, input_path: str | os.PathLike, out
         summary.update({k: metrics[k] for k in ("accuracy", "f1", "majority_baseline", "predicted_yes_rate")})
     return summary
 
+# %% ../nbs/06_serve.ipynb
 def build_predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="boolq-predict", description="Answer yes/no questions with a boolq_nb model.")
     p.add_argument("--model", required=True, help="model folder (saved by boolq-train / YesNoModel.save)")
