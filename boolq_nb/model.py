@@ -24,6 +24,7 @@ from fastcore.basics import patch
 from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from .data import LABEL_NAMES
 from .io import atomic_directory, atomic_write_json
@@ -179,7 +180,11 @@ class MeanPoolingClassifier(PreTrainedModel):
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "MeanPoolingClassifier":
         "Load a model saved with `save_pretrained` (its config.json is the encoder's)."
-        return cls.from_pretrained(directory, config=AutoConfig.from_pretrained(directory))
+        config = AutoConfig.from_pretrained(directory)
+        # The encoder is built from this config, so its attention kernel must be one the encoder has: left unnamed,
+        # transformers picks sdpa, which this class declares, and an encoder without it (MPNet) then refuses it.
+        attention = "sdpa" if getattr(MODEL_MAPPING[type(config)], "_supports_sdpa", False) else "eager"
+        return cls.from_pretrained(directory, config=config, attn_implementation=attention)
 
 # %% ../nbs/02_model.ipynb
 def resolve_backbone(name: str) -> str:
