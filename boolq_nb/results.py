@@ -20,9 +20,9 @@ from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
-           'percent', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
-           'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table', 'fuzz_table',
-           'full_data_table', 'scored_on_holdout', 'study_table', 'readme_results', 'results_block',
+           'percent', 'minutes', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve',
+           'curve_table', 'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table',
+           'fuzz_table', 'full_data_table', 'scored_on_holdout', 'study_table', 'readme_results', 'results_block',
            'update_index_results', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table']
 
 # %% ../nbs/07_results.ipynb
@@ -36,8 +36,10 @@ def read_run(metrics_path: str | os.PathLike) -> dict:
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "yes_rate": metrics["predicted_yes_rate"],
         "recall_no": metrics["per_class"]["no"]["recall"], "ece": metrics["ece"],
         "ece_scaled": metrics.get("ece_temperature_scaled"), "best_epoch": metrics["best_epoch"],
-        "epochs": parameters["epochs"], "wall_min": metrics["wall_time_s"] / 60,
-        "train_examples_per_s": metrics["train_examples_per_s"],
+        # A run resumed from a checkpoint timed only its own part: its time and training speed are not the run's.
+        "epochs": parameters["epochs"], "resumed": bool(metrics.get("resumed_from")),
+        "wall_min": np.nan if metrics.get("resumed_from") else metrics["wall_time_s"] / 60,
+        "train_examples_per_s": np.nan if metrics.get("resumed_from") else metrics["train_examples_per_s"],
         "configuration": configuration_name(parameters),
     }
 
@@ -76,6 +78,9 @@ def configurations(runs: pd.DataFrame) -> pd.DataFrame:
 def percent(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{100 * value:.1f} %"
 
+def minutes(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:.0f} min"
+
 def mean_std(mean: float, std: float, digits: int = 1, scale: float = 100, unit: str = " %") -> str:
     "`mean ± std` (or the mean alone for one seed), scaled and rounded."
     if mean is None or np.isnan(mean):
@@ -94,7 +99,7 @@ def configuration_table(configs: pd.DataFrame, runs_link: str = "runs") -> str:
         links = ", ".join(f"[{r}]({runs_link}/{r}/metrics.json)" for r in row.runs)
         lines.append(f"| {row.backbone} | {row.n_train:,} | {row.configuration} | {row.seeds} "
                      f"| {mean_std(row.accuracy, row.accuracy_std)} | {row.macro_f1:.3f} | {percent(row.yes_rate)} "
-                     f"| {percent(row.recall_no)} | {ece} | {row.wall_min:.0f} min | {links} |")
+                     f"| {percent(row.recall_no)} | {ece} | {minutes(row.wall_min)} | {links} |")
     return "\n".join(lines)
 
 # %% ../nbs/07_results.ipynb
@@ -261,8 +266,9 @@ def full_data_table(runs_dir: str | os.PathLike, runs: pd.DataFrame) -> str:
         by_epoch = [f"**{100 * e['accuracy']:.1f}**" if e["epoch"] == metrics["best_epoch"] else f"{100 * e['accuracy']:.1f}"
                     for e in metrics.get("epochs", [])]
         lines.append(f"| `{row.run}` | {row.configuration} | {row.seed} | {' / '.join(by_epoch)} % | {percent(row.accuracy)} "
-                     f"| {percent(row.yes_rate)} | {percent(row.recall_no)} | {row.train_examples_per_s:.1f} "
-                     f"| {row.wall_min:.0f} min |")
+                     f"| {percent(row.yes_rate)} | {percent(row.recall_no)} "
+                     f"| {'–' if np.isnan(row.train_examples_per_s) else f'{row.train_examples_per_s:.1f}'} "
+                     f"| {minutes(row.wall_min)} |")
     return "\n".join(lines)
 
 
