@@ -173,8 +173,12 @@ def serving_table(serve_file: str | os.PathLike) -> str:
             speedup = "" if r is None or server == "naive" or not r.get("speedup_vs_naive") else f", {r['speedup_vs_naive']:.2f}x"
             cells.append("" if r is None else f"{r['items_per_s']:.1f} ({r['p50_ms']:,.0f} / {r['p99_ms']:,.0f}){speedup}")
         lines.append(f"| {server} | " + " | ".join(cells) + " |")
-    checks = [f"{name.replace('_', ' ')}: {'met' if ok else 'NOT met'}" for name, ok in bench.get("targets", {}).items()
-              if isinstance(ok, bool)]
+    checks = []
+    for name, ok in bench.get("targets", {}).items():
+        if isinstance(ok, bool):
+            checks.append(f"{name.replace('_', ' ')}: {'met' if ok else 'NOT met'}")
+        elif isinstance(ok, dict) and ok and all(isinstance(v, bool) for v in ok.values()):  # a target per backend
+            checks.append(f"{name.replace('_', ' ')}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in ok.items()))
     if checks:
         lines += ["", "Targets: " + "; ".join(checks) + "."]
     soak = bench.get("soak")
