@@ -30,16 +30,17 @@ def read_run(metrics_path: str | os.PathLike) -> dict:
     "One training run's `metrics.json` as a flat row, named by its folder (the name its links and notebook carry)."
     metrics = json.loads(Path(metrics_path).read_text())
     parameters = run_parameters(metrics)
+    # A run resumed from a checkpoint timed only its own part: its time and training speed are not the run's.
+    resumed = bool(metrics.get("resumed_from"))
     return {
         "run": Path(metrics_path).parent.name, "backbone": metrics["backbone"], "n_train": metrics["n_train"],
         "n_eval": metrics["n_eval"], "selection": parameters["selection"], "seed": parameters["seed"],
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "yes_rate": metrics["predicted_yes_rate"],
         "recall_no": metrics["per_class"]["no"]["recall"], "ece": metrics["ece"],
         "ece_scaled": metrics.get("ece_temperature_scaled"), "best_epoch": metrics["best_epoch"],
-        # A run resumed from a checkpoint timed only its own part: its time and training speed are not the run's.
-        "epochs": parameters["epochs"], "resumed": bool(metrics.get("resumed_from")),
-        "wall_min": np.nan if metrics.get("resumed_from") else metrics["wall_time_s"] / 60,
-        "train_examples_per_s": np.nan if metrics.get("resumed_from") else metrics["train_examples_per_s"],
+        "epochs": parameters["epochs"], "resumed": resumed,
+        "wall_min": np.nan if resumed else metrics["wall_time_s"] / 60,
+        "train_examples_per_s": np.nan if resumed else metrics["train_examples_per_s"],
         "configuration": configuration_name(parameters),
     }
 
