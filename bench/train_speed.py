@@ -15,8 +15,10 @@ length grouping changes which examples share a batch, as in every reported run o
   python bench/train_speed.py --steps 40 --out bench/results/train_speed.json
 
 A third run trains the project's path with the settings of the default configuration (--config, the quickstart's:
-attention_dropout 0, which lets PyTorch use its fused attention kernel, and the mean-pooling head; see 03_train);
-the report's `default_*` figures are that run's. Evaluation is timed too: the
+attention_dropout 0, which lets PyTorch use its fused attention kernel, the mean-pooling head, and fast_dropout,
+which draws the other dropout masks four times faster; see 03_train); the report's `default_*` figures are that
+run's. When the configuration sets fast_dropout, a fourth run trains the same path with PyTorch's own dropout masks,
+so that the speed-up of the masks alone is measured in the same run. Evaluation is timed too: the
 Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
 batched inference (what boolq-predict and the server use) on the same examples.
 --compile WARMUP adds the default path under torch.compile (inductor), timed after WARMUP untimed steps that compile
@@ -41,7 +43,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 from boolq_nb.data import load_boolq
 from boolq_nb.features import make_collator, passage_text, tokenize_boolq
 from boolq_nb.io import atomic_write_json, atomic_write_text
-from boolq_nb.model import load_backbone
+from boolq_nb.model import load_backbone, use_fast_dropout
 from boolq_nb.train import BoolQTrainer, TrainConfig, load_param_file, training_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +166,7 @@ def compiled_run(name, args, config, encoded):
     Compilation happens in the first steps, and again when a second sequence length arrives and the graphs become
     dynamic; a full run amortises both, so they are timed apart (`compile_seconds`). A failure to compile is
     reported as the run's `error` instead of losing the other runs' figures."""
-    model, tokenizer = load_backbone(args.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
+    model, tokenizer = load_model(args.backbone, config)
     compile_args = bench_arguments(config, args.compile)
     compile_args.torch_compile, compile_args.torch_compile_backend = True, "inductor"
     try:
@@ -179,6 +181,14 @@ def compiled_run(name, args, config, encoded):
     except Exception as error:  # noqa: BLE001 -- any compiler failure is a result to report, not a crash
         return {"name": name, "error": f"{type(error).__name__}: {error}"[:2000], "examples_per_s": None,
                 "achieved_gflops": None, "useful_gflops": None}
+
+
+def load_model(backbone, config):
+    "The model and tokenizer `boolq_nb.train` trains for `config`: its attention dropout, head and dropout masks."
+    model, tokenizer = load_backbone(backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
+    if config.fast_dropout:
+        use_fast_dropout(model)
+    return model, tokenizer
 
 
 def bench_arguments(config, steps):
@@ -199,17 +209,19 @@ def main(argv=None):
     parser.add_argument("--eval-examples", type=int, default=640, help="dev examples for the evaluation timing")
     parser.add_argument("--out", default="bench/results/train_speed.json")
     parser.add_argument("--config", default=str(ROOT/"configs"/"quickstart.yaml"),
-                        help="the default configuration, whose attention_dropout and pooling the third run uses")
+                        help="the default configuration, whose speed settings (attention_dropout, pooling, "
+                             "fast_dropout) the third run uses")
     parser.add_argument("--compile", type=int, default=0, metavar="WARMUP",
                         help="also time the default path under torch.compile, after WARMUP untimed steps (0: no)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile N steps of each project run (0: no profile)")
     args = parser.parse_args(argv)
-    # Only the two settings that change the speed of a step are read from the configuration file.
-    configured = TrainConfig(**{k: v for k, v in load_param_file(args.config).items()
-                                if k in ("attention_dropout", "pooling")}, report_to="none")
+    # Only the settings that change the speed of a step are read from the configuration file.
+    speed_settings = ("attention_dropout", "pooling", "fast_dropout")
+    configured = TrainConfig(**{k: v for k, v in load_param_file(args.config).items() if k in speed_settings},
+                             report_to="none")
     default_name = (f"default ({Path(args.config).name}): attention_dropout {configured.attention_dropout}, "
-                    f"pooling {configured.pooling}")
+                    f"pooling {configured.pooling}" + (", fast_dropout" if configured.fast_dropout else ""))
 
     torch.manual_seed(0)
     peak = matmul_peak_gflops()
@@ -235,17 +247,20 @@ def main(argv=None):
 
         # The project's path: the very TrainingArguments and Trainer subclass boolq_nb.train uses, with the
         # backbone's own attention dropout and head, then with the default configuration's (attention dropout 0
-        # lets PyTorch run its fused attention kernel in training).
+        # lets PyTorch run its fused attention kernel in training), and that without fast dropout masks.
         config = TrainConfig(run_name="bench", backbone=args.backbone, max_length=args.max_length, use_title=True,
                              batch_size=args.batch_size, report_to="none", output_dir=scratch, model_dir=scratch)
         project_args = bench_arguments(config, args.steps)
-        default_config = replace(config, attention_dropout=configured.attention_dropout, pooling=configured.pooling)
+        default_config = replace(config, **{k: getattr(configured, k) for k in speed_settings})
         encoded = tokenize_boolq(data, tokenizer, args.max_length, use_title=True)
         profiles, tables = {}, []
-        for name, attention_dropout, pooling in [
-                ("project: boolq_nb.train (dynamic padding, length grouping)", None, "cls"),
-                (default_name, default_config.attention_dropout, default_config.pooling)]:
-            model, tokenizer = load_backbone(args.backbone, attention_dropout=attention_dropout, pooling=pooling)
+        paths = [("project: boolq_nb.train (dynamic padding, length grouping)", config),
+                 (default_name, default_config)]
+        if default_config.fast_dropout:
+            paths.append((f"{default_name.removesuffix(', fast_dropout')}, PyTorch's dropout masks",
+                          replace(default_config, fast_dropout=False)))
+        for name, path_config in paths:
+            model, tokenizer = load_model(args.backbone, path_config)
             project_args.max_steps = args.steps
             results.append(run(name, BoolQTrainer, project_args, model, encoded, make_collator(tokenizer),
                                args.steps, args.batch_size))

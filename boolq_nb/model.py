@@ -34,7 +34,7 @@ from .features import encode_pairs, make_collator
 __all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'POOLINGS', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
            'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts', 'assembled_model_dir',
            'check_pooling', 'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone',
-           'YesNoPrediction', 'probability_yes', 'check_temperature', 'YesNoModel']
+           'FastDropout', 'use_fast_dropout', 'YesNoPrediction', 'probability_yes', 'check_temperature', 'YesNoModel']
 
 # %% ../nbs/02_model.ipynb
 DEFAULT_BACKBONE = "roberta-base"
@@ -252,6 +252,37 @@ def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_d
     except OSError as e:
         raise _offline_hint(name, e) from e
     return Backbone(model, tokenizer)
+
+# %% ../nbs/02_model.ipynb
+_MASK_LEVELS = 1 << 16  # each element's mask is decided by 16 random bits
+
+def _random_int16(shape: torch.Size) -> torch.Tensor:
+    "Uniform random int16 values of `shape` from the default CPU generator, four per 64-bit draw."
+    n = shape.numel()
+    draws = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64)
+    return draws.view(torch.int16)[:n].view(shape)
+
+class FastDropout(torch.nn.Dropout):
+    "`nn.Dropout` whose CPU masks come from 16 random bits per element, four elements per random number drawn."
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        dropped_levels = round(self.p * _MASK_LEVELS)
+        if not self.training or input.device.type != "cpu" or not 0 < dropped_levels < _MASK_LEVELS:
+            return super().forward(input)
+        keep = _random_int16(input.shape) >= dropped_levels - _MASK_LEVELS // 2  # int16 starts at -2**15
+        scaled_mask = keep.to(input.dtype).mul_(_MASK_LEVELS / (_MASK_LEVELS - dropped_levels))
+        return input.mul_(scaled_mask) if self.inplace else input * scaled_mask
+
+def use_fast_dropout(model: torch.nn.Module) -> int:
+    "Replace every `nn.Dropout` module of `model` by a `FastDropout` of the same `p` (in place); how many were replaced."
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is torch.nn.Dropout:
+                setattr(parent, name, FastDropout(child.p, child.inplace))
+                replaced += 1
+    return replaced
+
 
 # %% ../nbs/02_model.ipynb
 @dataclass(frozen=True)

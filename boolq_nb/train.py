@@ -37,7 +37,7 @@ from .evaluate import (
 from .evaluate import calibration_summary, read_predictions, write_calibration_summary  # noqa: F401
 from .features import make_collator, tokenize_boolq
 from .io import atomic_write_json, atomic_write_text
-from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
+from .model import POOLINGS, YesNoModel, load_backbone, probability_yes, use_fast_dropout
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     layerwise_lr_decay: float = 1.0
     attention_dropout: float | None = None
+    fast_dropout: bool = False
     pooling: str = "cls"
     selection: str = "holdout"
     holdout_fraction: float = 0.05
@@ -351,6 +352,8 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
                       holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
     model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
+    if config.fast_dropout:
+        use_fast_dropout(model)
     encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
     select_split = "holdout" if on_holdout else "validation"
     select_order, select_sorted = _length_sorted(encoded[select_split])

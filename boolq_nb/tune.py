@@ -62,6 +62,7 @@ class TuneConfig:
     use_title: bool = True
     pooling: str = "cls"
     attention_dropout: float | None = None
+    fast_dropout: bool = False
     seed: int = 42
     eval_batch_size: int = 64
     n_trials: int = 20
@@ -152,7 +153,8 @@ def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
     "The `TrainConfig` of the trial `run_name` with searched `params`."
     fixed = dict(
         run_name=run_name, backbone=self.backbone, data_source=self.data_source, max_length=self.max_length,
-        use_title=self.use_title, pooling=self.pooling, attention_dropout=self.attention_dropout, seed=self.seed,
+        use_title=self.use_title, pooling=self.pooling, attention_dropout=self.attention_dropout,
+        fast_dropout=self.fast_dropout, seed=self.seed,
         eval_batch_size=self.eval_batch_size,
         max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
         output_dir=str(self.study_dir/"trials"), model_dir=str(Path(self.model_dir)/self.study_name/"trials"),
@@ -163,8 +165,9 @@ def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
 def study_settings(self: TuneConfig) -> dict:
     "What every worker of one study must agree on: data, backbone and search space."
     names = ("backbone", "data_source", "max_train_samples", "max_eval_samples", "max_length", "use_title", "pooling",
-             "attention_dropout", "seed", "n_trials", "learning_rate_min", "learning_rate_max", "batch_sizes",
-             "epochs_min", "epochs_max", "warmup_ratio_max", "weight_decay_max", "max_lengths", "layerwise_lr_decays")
+             "attention_dropout", "fast_dropout", "seed", "n_trials", "learning_rate_min", "learning_rate_max",
+             "batch_sizes", "epochs_min", "epochs_max", "warmup_ratio_max", "weight_decay_max", "max_lengths",
+             "layerwise_lr_decays")
     return {n: getattr(self, n) for n in names}
 
 def default_params(config: TuneConfig) -> dict:
@@ -467,8 +470,8 @@ def best_param_file(study: optuna.Study, config: TuneConfig, path: str | os.Path
     best = study.best_trial
     trial_config = config.train_config(f"{config.study_name}-best", best.params)
     keep = ("run_name", "backbone", "data_source", "max_length", "use_title", "pooling", "learning_rate", "batch_size",
-            "epochs", "warmup_ratio", "weight_decay", "layerwise_lr_decay", "attention_dropout", "seed",
-            "max_train_samples", "max_eval_samples")
+            "epochs", "warmup_ratio", "weight_decay", "layerwise_lr_decay", "attention_dropout", "fast_dropout",
+            "seed", "max_train_samples", "max_eval_samples")
     params = {k: getattr(trial_config, k) for k in keep}
     header = (f"# Best trial ({best.number}) of study '{config.study_name}': validation accuracy {best.value:.4f}.\n"
               f"# papermill nbs/03_train.ipynb runs/{config.study_name}-best.ipynb -f {path}\n")
