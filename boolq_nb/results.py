@@ -149,6 +149,11 @@ def train_speed_table(speed_file: str | os.PathLike) -> str:
         if "compile_seconds" in run:
             notes.append(f"`{run['name']}`: its {run['compile_warmup_steps']} untimed warm-up steps, which compile it, "
                          f"took {run['compile_seconds']:.0f} s.")
+    by_size = speed.get("peak_gflops_by_size")
+    if by_size:  # the peak is the best of several sizes, before and after the runs: show what it was chosen from
+        notes.append("Peak: the best float32 n x n matrix product, " + "; ".join(
+            f"{when} the runs " + ", ".join(f"{rate:.0f} at n = {n}" for n, rate in rates.items())
+            for when, rates in by_size.items()) + " GFLOP/s.")
     lines += ["", *notes] if notes else []
     evaluation = speed.get("evaluation")
     if evaluation:
