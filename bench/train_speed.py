@@ -17,9 +17,9 @@ length grouping changes which examples share a batch, as in every reported run o
 
 A third run trains the project's path with the settings of the default configuration (--config, the quickstart's:
 attention_dropout 0, which lets PyTorch use its fused attention kernel, the mean-pooling head, and fast_dropout,
-which draws the other dropout masks four times faster; see 03_train); the report's `default_*` figures are that
-run's. When the configuration sets fast_dropout, a fourth run trains the same path with PyTorch's own dropout masks,
-so that the speed-up of the masks alone is measured in the same run. Evaluation is timed too: the
+which draws the other dropout masks four elements per random number; see 03_train); the report's `default_*`
+figures are that run's. When the configuration sets fast_dropout, a fourth run trains the same path with PyTorch's
+own dropout masks, so that the speed-up of the masks alone is measured in the same run. Evaluation is timed too: the
 Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
 batched inference (what boolq-predict and the server use) on the same examples.
 --compile WARMUP adds the default path under torch.compile (inductor), timed after WARMUP untimed steps that compile
