@@ -44,7 +44,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 from boolq_nb.data import load_boolq
 from boolq_nb.features import make_collator, passage_text, tokenize_boolq
 from boolq_nb.io import atomic_write_json, atomic_write_text
-from boolq_nb.model import load_backbone, use_fast_dropout
+from boolq_nb.model import load_backbone
 from boolq_nb.train import BoolQTrainer, TrainConfig, load_param_file, training_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def matmul_peak_gflops(sizes=PEAK_SIZES, repeats: int = 10) -> dict:
         a, b = torch.randn(n, n), torch.randn(n, n)
         a @ b  # warm up
         best = float("inf")
-        for _ in range(repeats if n < 4096 else max(2, repeats // 4)):
+        for _ in range(repeats if n < 4096 else max(2, repeats // 4)):  # one 4096 product takes about a second
             start = time.perf_counter()
             a @ b
             best = min(best, time.perf_counter() - start)
@@ -176,7 +176,8 @@ def compiled_run(name, args, config, encoded):
     Compilation happens in the first steps, and again when a second sequence length arrives and the graphs become
     dynamic; a full run amortises both, so they are timed apart (`compile_seconds`). A failure to compile is
     reported as the run's `error` instead of losing the other runs' figures."""
-    model, tokenizer = load_model(args.backbone, config)
+    model, tokenizer = load_backbone(args.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
+                                     fast_dropout=config.fast_dropout)
     compile_args = bench_arguments(config, args.compile)
     compile_args.torch_compile, compile_args.torch_compile_backend = True, "inductor"
     try:
@@ -191,14 +192,6 @@ def compiled_run(name, args, config, encoded):
     except Exception as error:  # noqa: BLE001 -- any compiler failure is a result to report, not a crash
         return {"name": name, "error": f"{type(error).__name__}: {error}"[:2000], "examples_per_s": None,
                 "achieved_gflops": None, "useful_gflops": None}
-
-
-def load_model(backbone, config):
-    "The model and tokenizer `boolq_nb.train` trains for `config`: its attention dropout, head and dropout masks."
-    model, tokenizer = load_backbone(backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
-    if config.fast_dropout:
-        use_fast_dropout(model)
-    return model, tokenizer
 
 
 def bench_arguments(config, steps):
@@ -270,7 +263,8 @@ def main(argv=None):
             paths.append((f"{default_name.removesuffix(', fast_dropout')}, PyTorch's dropout masks",
                           replace(default_config, fast_dropout=False)))
         for name, path_config in paths:
-            model, tokenizer = load_model(args.backbone, path_config)
+            model, tokenizer = load_backbone(args.backbone, attention_dropout=path_config.attention_dropout,
+                                             pooling=path_config.pooling, fast_dropout=path_config.fast_dropout)
             project_args.max_steps = args.steps
             results.append(run(name, BoolQTrainer, project_args, model, encoded, make_collator(tokenizer),
                                args.steps, args.batch_size))

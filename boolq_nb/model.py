@@ -222,13 +222,14 @@ class Backbone(NamedTuple):
 _ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT/RoBERTa/MPNet, DistilBERT/BART
 
 def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_dropout: float | None = None,
-                  pooling: str = "cls") -> Backbone:
+                  pooling: str = "cls", fast_dropout: bool = False) -> Backbone:
     """A pretrained encoder with a fresh `num_labels`-way classification head, and its tokenizer.
 
     `attention_dropout` replaces the backbone's dropout on attention weights (None keeps it). At 0, PyTorch's
     fused attention kernel runs in training too (with dropout it falls back to the unfused "math" kernel).
     `pooling`: "cls" puts the architecture's own head on the first token (`AutoModelForSequenceClassification`),
-    "mean" a linear head on the average of all token states (`MeanPoolingClassifier`)."""
+    "mean" a linear head on the average of all token states (`MeanPoolingClassifier`).
+    `fast_dropout` swaps `FastDropout` in for every dropout module (`use_fast_dropout`, below)."""
     check_pooling(pooling)
     source = resolve_backbone(name)
     tokenizer = load_tokenizer(name)
@@ -251,6 +252,8 @@ def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_d
             model = AutoModelForSequenceClassification.from_pretrained(source, **label_settings, **overrides)
     except OSError as e:
         raise _offline_hint(name, e) from e
+    if fast_dropout:
+        use_fast_dropout(model)  # defined below, with its reasons and tests
     return Backbone(model, tokenizer)
 
 # %% ../nbs/02_model.ipynb

@@ -20,7 +20,7 @@ from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
-           'percent', 'minutes', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve',
+           'dash_or', 'percent', 'minutes', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve',
            'curve_table', 'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table',
            'fuzz_table', 'full_data_table', 'scored_on_holdout', 'study_table', 'readme_results', 'results_block',
            'update_index_results', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table']
@@ -76,11 +76,15 @@ def configurations(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["selection", "accuracy"], ascending=[False, False]).reset_index(drop=True)
 
 # %% ../nbs/07_results.ipynb
+def dash_or(value: float, template: str) -> str:
+    "`value` formatted by `template`, or a dash when there is none (None or NaN, as for a resumed run's time)."
+    return "–" if value is None or np.isnan(value) else template.format(value)
+
 def percent(value: float) -> str:
-    return "–" if value is None or np.isnan(value) else f"{100 * value:.1f} %"
+    return dash_or(None if value is None else 100 * value, "{:.1f} %")
 
 def minutes(value: float) -> str:
-    return "–" if value is None or np.isnan(value) else f"{value:.0f} min"
+    return dash_or(value, "{:.0f} min")
 
 def mean_std(mean: float, std: float, digits: int = 1, scale: float = 100, unit: str = " %") -> str:
     "`mean ± std` (or the mean alone for one seed), scaled and rounded."
@@ -277,7 +281,7 @@ def full_data_table(runs_dir: str | os.PathLike, runs: pd.DataFrame) -> str:
                     for e in metrics.get("epochs", [])]
         lines.append(f"| `{row.run}` | {row.configuration} | {row.seed} | {' / '.join(by_epoch)} % | {percent(row.accuracy)} "
                      f"| {percent(row.yes_rate)} | {percent(row.recall_no)} "
-                     f"| {'–' if np.isnan(row.train_examples_per_s) else f'{row.train_examples_per_s:.1f}'} "
+                     f"| {dash_or(row.train_examples_per_s, '{:.1f}')} "
                      f"| {minutes(row.wall_min)} |")
     return "\n".join(lines)
 

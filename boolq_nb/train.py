@@ -37,7 +37,7 @@ from .evaluate import (
 from .evaluate import calibration_summary, read_predictions, write_calibration_summary  # noqa: F401
 from .features import make_collator, tokenize_boolq
 from .io import atomic_write_json, atomic_write_text
-from .model import POOLINGS, YesNoModel, load_backbone, probability_yes, use_fast_dropout
+from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
 
 logger = logging.getLogger(__name__)
 
@@ -351,9 +351,8 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     on_holdout = config.selection == "holdout"
     data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
                       holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
-    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling)
-    if config.fast_dropout:
-        use_fast_dropout(model)
+    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
+                                     fast_dropout=config.fast_dropout)
     encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
     select_split = "holdout" if on_holdout else "validation"
     select_order, select_sorted = _length_sorted(encoded[select_split])
