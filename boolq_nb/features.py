@@ -35,7 +35,6 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: list[str], passa
     if len(questions) != len(passages):
         raise ValueError(f"{len(questions)} questions but {len(passages)} passages")
     texts = passage_text(passages, titles, use_title)
-    full = pair_lengths(tokenizer, questions, texts)
     # A pair needs room for a few passage tokens after the question; otherwise "only_second" truncation cannot work.
     question_room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - 8
     q_lens = [len(ids) for ids in tokenizer(list(questions), add_special_tokens=False, verbose=False)["input_ids"]]
@@ -44,9 +43,16 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: list[str], passa
         i = too_long[0]
         raise ValueError(f"question {i} is {q_lens[i]} tokens long; with max_length={max_length} at most "
                          f"{question_room} fit beside a passage ({len(too_long)} question(s) too long)")
-    enc = dict(tokenizer(list(questions), texts, truncation="only_second", max_length=max_length))
+    enc = tokenizer(list(questions), texts, truncation="only_second", max_length=max_length)
+    if enc.encodings is not None:
+        # A fast tokenizer keeps what truncation cut off, so each passage is tokenized once, not again for its length
+        # (the passages are most of the tokenizing a served request costs).
+        truncated = [bool(e.overflowing) for e in enc.encodings]
+    else:
+        truncated = [n > max_length for n in pair_lengths(tokenizer, questions, texts)]
+    enc = dict(enc)
     enc["length"] = [len(ids) for ids in enc["input_ids"]]
-    enc["truncated"] = [n > max_length for n in full]
+    enc["truncated"] = truncated
     return enc
 
 # %% ../nbs/01_features.ipynb

@@ -216,7 +216,11 @@ class OnnxYesNoModel(bq_model.YesNoModel):
         rows = [{k: v[i:i + 1, real[i]] for k, v in inputs.items()} for i in range(len(real))]
         if self.item_session is None:
             return np.concatenate([self.session.run(["logits"], row)[0] for row in rows])
-        return np.concatenate(list(self.item_pool().map(self._item_logits, rows)))
+        # Longest first: the pool gives the next item to whichever thread is free, so the threads then finish on short
+        # items at nearly the same time, where in length order the longest item would run last with the others idle.
+        order = sorted(range(len(rows)), key=lambda i: -rows[i]["input_ids"].shape[1])
+        logits = dict(zip(order, self.item_pool().map(self._item_logits, [rows[i] for i in order])))
+        return np.concatenate([logits[i] for i in range(len(rows))])
 
     def _item_logits(self, row: dict) -> np.ndarray:
         return self.item_session.run(["logits"], row)[0]
