@@ -19,6 +19,8 @@ P(yes), how many yes/no answers flip, and examples/s each way. Variants:
                              whole padded batches (`one_item_per_pass=False`)
   onnx-int8-per-matrix       as onnx-int8, from an int8 export with one weight scale per matrix instead of one per
                              output channel (written to a temporary folder; the served export is per channel)
+  onnx-int8-sdpa-attention   as onnx-int8, from an export of PyTorch's fused attention kernel ("sdpa", what the model
+                             runs in PyTorch) instead of the eager attention of the served export (temporary folder too)
 
   python bench/int8_batch_dependence.py --model-dir MODEL --examples 256 --out bench/results/int8_batch_dependence.json
 """
@@ -45,12 +47,15 @@ ONNX_VARIANTS = {
     "onnx-in-turn": ("float32", "in turn"), "onnx-int8-in-turn": ("int8", "in turn"),
     "onnx-whole-batches": ("float32", "whole batches"), "onnx-int8-whole-batches": ("int8", "whole batches"),
     "onnx-int8-per-matrix": ("int8 per matrix", "side by side"),
+    "onnx-int8-sdpa-attention": ("int8 with PyTorch's fused attention", "side by side"),
 }
 VARIANTS = ("torch",) + tuple(ONNX_VARIANTS)
 
 
 def onnx_graph(base: YesNoModel, model_dir: str, graph: str, scratch: Path) -> Path:
     "The ONNX file of `graph` for the model in `model_dir` (exported next to it, as `load_model` does)."
+    if graph == "int8 with PyTorch's fused attention":
+        return export_onnx(base, scratch, quantize=True, attention="sdpa")
     if graph != "int8 per matrix":
         return export_onnx(base, Path(model_dir)/"onnx", quantize=graph == "int8")
     per_matrix = scratch/"model.int8.per-matrix.onnx"

@@ -43,7 +43,7 @@ logger = logging.getLogger("boolq_nb.serve")
 # %% auto 0
 __all__ = ['logger', 'ONNX_SUBDIR', 'ONNX_FILE', 'INT8_ONNX_FILE', 'BACKENDS', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD',
            'DRIFT_SUBDIR', 'ScoreRequestError', 'item_problem', 'parse_score_body', 'prediction_json',
-           'available_cores', 'intra_op_threads', 'eager_attention', 'export_onnx', 'onnx_session', 'OnnxYesNoModel',
+           'available_cores', 'intra_op_threads', 'attention_kernel', 'export_onnx', 'onnx_session', 'OnnxYesNoModel',
            'load_model', 'batch_probability', 'length_groups', 'ServerBusy', 'Batcher', 'set_malloc_mmap_threshold',
            'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings', 'resolve_model_dir',
            'ScoringService', 'init', 'run', 'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl',
@@ -124,7 +124,7 @@ def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
 # %% ../nbs/06_serve.ipynb
 ONNX_SUBDIR = "onnx"
 # Named after how they were made (attention kernel, quantization; see export_onnx), so that an export made another way,
-# by an earlier version of this function, is never reused.
+# by an earlier version of this function or for a comparison, is never reused.
 ONNX_FILE = "model.eager-attention.onnx"
 INT8_ONNX_FILE = "model.eager-attention.int8.per-channel.onnx"
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -138,28 +138,30 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
 @contextlib.contextmanager
-def eager_attention(model):
-    "A transformers `model` with attention as plain matrix products and a softmax inside the block; its own kernel after."
+def attention_kernel(model, kernel: str = "eager"):
+    "A transformers `model` computing attention with `kernel` (`eager`: plain matrix products) inside the block."
     previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
+    model.set_attn_implementation(kernel)
     try:
         yield model
     finally:
         model.set_attn_implementation(previous)
 
-def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize: bool = False) -> Path:
+def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize: bool = False,
+                attention: str = "eager") -> Path:
     "Export `model` to `folder/ONNX_FILE` (and its int8 version when `quantize`); return the file to run."
     folder = Path(folder)
-    fp32 = folder/ONNX_FILE
+    fp32 = folder/ONNX_FILE.replace("eager", attention)
     if not fp32.is_file():
         # Two examples of different lengths: torch.export treats a size-1 axis as a constant, so the example batch
         # must have batch >= 2 and sequence >= 2 for both axes to stay dynamic.
         _, example, _ = next(model.batches(["is it", "is this the question"], ["a passage", "another passage here"], batch_size=2))
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=model.max_length)
-        # With the eager attention, not PyTorch's fused kernel: the exporter writes scaled_dot_product_attention as
-        # a decomposition with extra steps for fully masked rows (IsNaN, Where, Slice, Concat) that ONNX Runtime
-        # runs one by one, and that an item run without its padding never needs (see the section's text).
-        with bq_io.atomic_path(fp32) as tmp, contextlib.redirect_stdout(sys.stderr), eager_attention(model.model):
+        # With the eager attention, not PyTorch's fused kernel ("sdpa", only for comparisons): the exporter writes
+        # scaled_dot_product_attention as a decomposition with extra steps for fully masked rows (IsNaN, Where, Slice,
+        # Concat) that ONNX Runtime runs one by one, and that an item run without its padding never needs.
+        kernel = attention_kernel(model.model, attention)
+        with bq_io.atomic_path(fp32) as tmp, contextlib.redirect_stdout(sys.stderr), kernel:  # the exporter prints
             torch.onnx.export(_LogitsOnly(model.model).eval(), (), str(tmp), kwargs=dict(example), dynamo=True,
                               input_names=list(example), output_names=["logits"], external_data=False,
                               dynamic_shapes={name: {0: batch, 1: sequence} for name in example})
@@ -167,7 +169,7 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
         return fp32
     # Weights scaled per output channel, not per matrix: on the full-data recipe's model int8 then costs 0.18 points
     # of dev accuracy instead of 0.58, at the same speed.
-    int8 = folder/INT8_ONNX_FILE
+    int8 = folder/INT8_ONNX_FILE.replace("eager", attention)
     if not int8.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
         with bq_io.atomic_path(int8) as tmp:

@@ -53,15 +53,17 @@ def test_batch_dependence_on_the_tiny_model(served_model, tiny_assets, tmp_path)
     results = json.loads(out.read_text())
     assert results["examples"] == 24
     assert set(results["backends"]) == {"torch", "onnx", "onnx-int8", "onnx-in-turn", "onnx-int8-in-turn",
-                                        "onnx-whole-batches", "onnx-int8-whole-batches", "onnx-int8-per-matrix"}
+                                        "onnx-whole-batches", "onnx-int8-whole-batches", "onnx-int8-per-matrix",
+                                        "onnx-int8-sdpa-attention"}
     assert set(results["variants"]) == set(results["backends"])
     for backend in ("torch", "onnx-whole-batches"):
         assert results["backends"][backend]["max_change"] < 1e-4, results["backends"][backend]
         assert results["backends"][backend]["answers_flipped"] == 0
-    for backend in ("onnx", "onnx-int8", "onnx-in-turn", "onnx-int8-in-turn", "onnx-int8-per-matrix"):
+    for backend in ("onnx", "onnx-int8", "onnx-in-turn", "onnx-int8-in-turn", "onnx-int8-per-matrix",
+                    "onnx-int8-sdpa-attention"):
         assert results["backends"][backend]["max_change"] == 0, (backend, results["backends"][backend])  # one item per pass
-    # The per-matrix export went to a temporary folder: the model's own ONNX folder holds only what load_model serves.
-    assert not list((model_dir/"onnx").glob("*per-matrix*"))
+    # The comparison exports went to a temporary folder: the model's own ONNX folder holds only what load_model serves.
+    assert not list((model_dir/"onnx").glob("*per-matrix*")) and not list((model_dir/"onnx").glob("*sdpa*"))
     assert 0 <= results["backends"]["onnx-int8-whole-batches"]["flipped_share"] <= 1
     assert all(r["alone_examples_per_s"] > 0 and r["batched_examples_per_s"] > 0 for r in results["backends"].values())
 
