@@ -9,7 +9,10 @@ the items of a batch side by side, one intra-op thread each.
 
 Each of the first N dev pairs is scored alone (batch size 1) and within length-sorted batches of 16 (as
 `predict_proba` batches them), per variant; the script reports the largest, median and 99th percentile change of
-P(yes), how many yes/no answers flip, and examples/s each way. Variants:
+P(yes), how many yes/no answers flip, and examples/s each way. Speeds on this project's shared 2-core machines move
+by 20 % and more from one minute to the next, so the variants are timed in turn, `--rounds` times over (every variant
+once per round), and each examples/s is the median over the rounds (each round's figure is kept too); the answers
+are the same in every round and are taken from the first. Variants:
 
   torch                      PyTorch, padded batches
   onnx, onnx-int8            what `load_model` serves: one item per pass, a batch's items side by side
@@ -101,6 +104,7 @@ def main(argv=None) -> int:
                         help="a BoolQ JSON-lines file (default: $BOOLQ_DATA_DIR/dev.jsonl)")
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="times every variant is timed, in turn (medians)")
     parser.add_argument("--backends", default=",".join(VARIANTS), help="comma-separated variants (see above)")
     parser.add_argument("--out", default=str(ROOT/"bench"/"results"/"int8_batch_dependence.json"))
     args = parser.parse_args(argv)
@@ -108,20 +112,30 @@ def main(argv=None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--backends: unknown {unknown}; choose from {list(VARIANTS)}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if not Path(args.data).is_file():
         parser.error(f"--data {args.data!r}: no such file (set BOOLQ_DATA_DIR or pass --data)")
     columns = read_boolq_jsonl(args.data)  # the project's reader: a bad line is an error naming file and line
     questions, passages, titles = (columns[k][:args.examples] for k in ("question", "passage", "title"))
     results = {"model": args.model_dir, "data": args.data, "examples": len(questions), "batch_size": args.batch_size,
+               "rounds": args.rounds,
                "cpu_count": os.cpu_count(), "variants": {"torch": "PyTorch, padded batches",
                                                          **{k: f"{g}; {b}" for k, (g, b) in ONNX_VARIANTS.items()}},
                "backends": {},
                "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))}
     with tempfile.TemporaryDirectory(prefix="boolq-int8-") as scratch:
-        for name in variants:
-            model = variant_model(name, args.model_dir, Path(scratch))
-            results["backends"][name] = batch_dependence(model, questions, passages, titles, args.batch_size)
-            print(name, results["backends"][name], flush=True)
+        models = {name: variant_model(name, args.model_dir, Path(scratch)) for name in variants}
+        rounds = {name: [] for name in variants}
+        for i in range(args.rounds):
+            for name, model in models.items():
+                rounds[name].append(batch_dependence(model, questions, passages, titles, args.batch_size))
+                print(f"round {i + 1}: {name} {rounds[name][-1]}", flush=True)
+        for name, measured in rounds.items():
+            results["backends"][name] = {**measured[0], **{
+                f"{way}_examples_per_s": float(np.median([m[f"{way}_examples_per_s"] for m in measured]))
+                for way in ("alone", "batched")}, "rounds": [
+                {k: m[k] for k in ("alone_examples_per_s", "batched_examples_per_s")} for m in measured]}
     atomic_write_json(Path(args.out), results)
     print("wrote", args.out)
     return 0
