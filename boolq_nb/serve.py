@@ -41,13 +41,13 @@ import boolq_nb.model as bq_model
 logger = logging.getLogger("boolq_nb.serve")
 
 # %% auto 0
-__all__ = ['logger', 'ONNX_SUBDIR', 'ONNX_FILE', 'INT8_ONNX_FILE', 'BACKENDS', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD',
+__all__ = ['logger', 'ONNX_SUBDIR', 'BACKENDS', 'ONNX_FILE', 'INT8_ONNX_FILE', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD',
            'DRIFT_SUBDIR', 'ScoreRequestError', 'item_problem', 'parse_score_body', 'prediction_json',
-           'available_cores', 'intra_op_threads', 'attention_kernel', 'export_onnx', 'onnx_session', 'OnnxYesNoModel',
-           'load_model', 'batch_probability', 'length_groups', 'ServerBusy', 'Batcher', 'set_malloc_mmap_threshold',
-           'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings', 'resolve_model_dir',
-           'ScoringService', 'init', 'run', 'build_serve_parser', 'main', 'read_predict_jsonl', 'predict_jsonl',
-           'build_predict_parser', 'predict_main']
+           'available_cores', 'intra_op_threads', 'onnx_file_name', 'attention_kernel', 'export_onnx', 'onnx_session',
+           'OnnxYesNoModel', 'load_model', 'batch_probability', 'length_groups', 'ServerBusy', 'Batcher',
+           'set_malloc_mmap_threshold', 'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings',
+           'resolve_model_dir', 'ScoringService', 'init', 'run', 'build_serve_parser', 'main', 'read_predict_jsonl',
+           'predict_jsonl', 'build_predict_parser', 'predict_main']
 
 # %% ../nbs/06_serve.ipynb
 class ScoreRequestError(ValueError):
@@ -123,11 +123,13 @@ def intra_op_threads(workers: int = 1, cores: int | None = None) -> int:
 
 # %% ../nbs/06_serve.ipynb
 ONNX_SUBDIR = "onnx"
-# Named after how they were made (attention kernel, quantization; see export_onnx), so that an export made another way,
-# by an earlier version of this function or for a comparison, is never reused.
-ONNX_FILE = "model.eager-attention.onnx"
-INT8_ONNX_FILE = "model.eager-attention.int8.per-channel.onnx"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+
+def onnx_file_name(attention: str = "eager", int8: bool = False) -> str:
+    "An export's file name, after how it was made (see export_onnx): one made another way is never taken for it."
+    return f"model.{attention}-attention" + (".int8.per-channel" if int8 else "") + ".onnx"
+
+ONNX_FILE, INT8_ONNX_FILE = onnx_file_name(), onnx_file_name(int8=True)  # what load_model serves
 
 class _LogitsOnly(torch.nn.Module):
     "The classifier with plain tensor inputs and the logits as its only output, as the exporter wants it."
@@ -149,9 +151,9 @@ def attention_kernel(model, kernel: str = "eager"):
 
 def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize: bool = False,
                 attention: str = "eager") -> Path:
-    "Export `model` to `folder/ONNX_FILE` (and its int8 version when `quantize`); return the file to run."
+    "Export `model` to `folder` (and its int8 version when `quantize`) unless already there; return the file to run."
     folder = Path(folder)
-    fp32 = folder/ONNX_FILE.replace("eager", attention)
+    fp32 = folder/onnx_file_name(attention)
     if not fp32.is_file():
         # Two examples of different lengths: torch.export treats a size-1 axis as a constant, so the example batch
         # must have batch >= 2 and sequence >= 2 for both axes to stay dynamic.
@@ -169,7 +171,7 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
         return fp32
     # Weights scaled per output channel, not per matrix: on the full-data recipe's model int8 then costs 0.18 points
     # of dev accuracy instead of 0.58, at the same speed.
-    int8 = folder/INT8_ONNX_FILE.replace("eager", attention)
+    int8 = folder/onnx_file_name(attention, int8=True)
     if not int8.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
         with bq_io.atomic_path(int8) as tmp:
