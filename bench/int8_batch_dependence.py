@@ -12,7 +12,7 @@ Each of the first N dev pairs is scored alone (batch size 1) and within length-s
 P(yes), how many yes/no answers flip, and examples/s each way. Speeds on this project's shared 2-core machines move
 by 20 % and more from one minute to the next, so the variants are timed in turn, `--rounds` times over (every variant
 once per round), and each examples/s is the median over the rounds (each round's figure is kept too); the answers
-are the same in every round and are taken from the first. Variants:
+and their changes are those of the first round. Variants:
 
   torch                      PyTorch, padded batches
   onnx, onnx-int8            what `load_model` serves: one item per pass, a batch's items side by side

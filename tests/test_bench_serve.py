@@ -49,7 +49,8 @@ def test_batch_dependence_on_the_tiny_model(served_model, tiny_assets, tmp_path)
     _, model_dir = served_model
     out = tmp_path/"dependence.json"
     proc = run_cli([str(ROOT/"bench"/"int8_batch_dependence.py"), "--model-dir", str(model_dir), "--data",
-                    str(tiny_assets["data"]/"dev.jsonl"), "--examples", "24", "--batch-size", "8", "--rounds", "2", "--out", str(out)],
+                    str(tiny_assets["data"]/"dev.jsonl"), "--examples", "24", "--batch-size", "8", "--rounds", "2",
+                    "--out", str(out)],
                    cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
