@@ -163,7 +163,7 @@ def export_onnx(model: bq_model.YesNoModel, folder: str | os.PathLike, quantize:
         # scaled_dot_product_attention as a decomposition with extra steps for fully masked rows (IsNaN, Where, Slice,
         # Concat) that ONNX Runtime runs one by one, and that an item run without its padding never needs.
         kernel = attention_kernel(model.model, attention)
-        with bq_io.atomic_path(fp32) as tmp, contextlib.redirect_stdout(sys.stderr), kernel:  # the exporter prints
+        with bq_io.atomic_path(fp32) as tmp, contextlib.redirect_stdout(sys.stderr), kernel:  # stdout: its progress
             torch.onnx.export(_LogitsOnly(model.model).eval(), (), str(tmp), kwargs=dict(example), dynamo=True,
                               input_names=list(example), output_names=["logits"], external_data=False,
                               dynamic_shapes={name: {0: batch, 1: sequence} for name in example})
