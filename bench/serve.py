@@ -20,7 +20,11 @@ Load comes from one separate load-generator process (one thread and one keep-ali
 client, bodies encoded before the clock starts, `nice +5` so that the server under test gets the cores first; neither
 process is pinned). Each setting gets `--warmup` untimed seconds, then `--seconds` timed ones: single-item requests
 at concurrency 1, 4, 16 and 64, and 16-item requests at concurrency 1 and 4. A row gives items/s, p50/p99 latency and
-`speedup_vs_naive` (its items/s over the naive server's in the same setting). Then a soak: `--soak-seconds` at
+`speedup_vs_naive` (its items/s over the naive server's in the same setting). One pass moves by several percent
+with the machine's speed from minute to minute, so the targets' settings (single items at concurrency 1 and 16) are
+then measured again in `--rounds` interleaved rounds: the naive server and the best backend both stay up and take
+turns setting by setting (their order swapped every round; the idle one waits in `accept`, its model thread on its
+queue), and the report gives every round's ratio and their median (`rounds`). Then a soak: `--soak-seconds` at
 concurrency 32 against the best backend (most items/s at concurrency 16) with 2 % malformed requests; every good
 answer is checked against the in-process PyTorch answer, every bad request must get a 4xx, and the server's RSS is
 sampled every 5 s. Memory counts as flat when it grows by at most 2 % (+10 MB) over the soak's second half: the first
@@ -58,6 +62,7 @@ SINGLE_CONCURRENCY = (1, 4, 16, 64)
 BATCH_CONCURRENCY = (1, 4)
 BATCH_ITEMS = 16
 SOAK_CONCURRENCY = 32
+ROUND_CONCURRENCY = (1, 16)  # the settings the targets name
 RSS_SAMPLE_S = 5.0
 MALFORMED = [b'{"question": "is it", "passage": ', b'{"question": "is it"}', b'{"question": "", "passage": "p"}',
              b'{"question": 3, "passage": "p"}', b'{"inputs": []}', b'[1, 2]', b'\xff\xfe']
@@ -336,6 +341,36 @@ def soak(pool, url: str, proc, pairs: list[dict], expected: list[float], seconds
                        and counts["connection_errors"] == 0 and memory["memory_flat"])}
 
 
+def interleaved_rounds(pool, naive_url: str, backend: str, backend_url: str, pairs: list[dict], rounds: int,
+                       seconds: float, warmup: float) -> dict:
+    """Single-item requests at each ROUND_CONCURRENCY, `rounds` times, the naive server and `backend` taking turns at
+    each setting (backend first in odd rounds), so that a change of the machine's speed falls on both alike: each
+    round's items/s, p50 and ratios, and the medians of the ratios."""
+    measured = {(server, c): [] for server in ("naive", backend) for c in ROUND_CONCURRENCY}
+    for r in range(rounds):
+        for c in ROUND_CONCURRENCY:
+            turns = [("naive", naive_url), (backend, backend_url)]
+            for server, url in (turns if r % 2 == 0 else turns[::-1]):
+                rows, wall = pool.apply(_load, (url, _bodies(pairs, 1), c, seconds, warmup))
+                measured[(server, c)].append(summarise(rows, wall, 1))
+                print({"round": r + 1, "server": server, "concurrency": c,
+                       **{k: measured[(server, c)][-1][k] for k in ("items_per_s", "p50_ms", "statuses")}}, flush=True)
+    settings = []
+    for c in ROUND_CONCURRENCY:
+        naive, ours = measured[("naive", c)], measured[(backend, c)]
+        speedups = [round(b["items_per_s"] / a["items_per_s"], 3) for a, b in zip(naive, ours)]
+        p50_ratios = [round(b["p50_ms"] / a["p50_ms"], 3) for a, b in zip(naive, ours)]
+        settings.append({"concurrency": c, "items_per_request": 1,
+                         "naive_items_per_s": [a["items_per_s"] for a in naive],
+                         "backend_items_per_s": [b["items_per_s"] for b in ours],
+                         "naive_p50_ms": [a["p50_ms"] for a in naive], "backend_p50_ms": [b["p50_ms"] for b in ours],
+                         "backend_statuses": [b["statuses"] for b in ours],
+                         "speedup_vs_naive": speedups, "median_speedup_vs_naive": round(float(np.median(speedups)), 3),
+                         "p50_vs_naive": p50_ratios, "median_p50_vs_naive": round(float(np.median(p50_ratios)), 3)})
+    return {"backend": backend, "rounds": rounds, "seconds_per_setting": seconds, "warmup_s": warmup,
+            "settings": settings}
+
+
 def check_targets(results: dict) -> dict:
     rows = results["settings"]
     get = lambda server, c, items=1: next((r for r in rows if r["server"] == server and r["concurrency"] == c  # noqa: E731
@@ -356,6 +391,16 @@ def check_targets(results: dict) -> dict:
                                    for b in backends},
            "c1_p50_ms": {"naive": naive1["p50_ms"], best: get(best, 1)["p50_ms"]},
            "c1_p50_within_10pct_of_naive": get(best, 1)["p50_ms"] <= 1.1 * naive1["p50_ms"]}
+    rounds = results.get("rounds")
+    if rounds and rounds["backend"] == best:
+        by_c = {r["concurrency"]: r for r in rounds["settings"]}
+        out.update({
+            "rounds_c16_median_speedup_vs_naive": by_c[16]["median_speedup_vs_naive"],
+            "rounds_c16_at_least_2x_naive_median": by_c[16]["median_speedup_vs_naive"] >= 2.0,
+            "rounds_c16_at_least_2x_naive_every_round": min(by_c[16]["speedup_vs_naive"]) >= 2.0,
+            "rounds_c16_not_below_c1_median": float(np.median(by_c[16]["backend_items_per_s"]))
+                                              >= float(np.median(by_c[1]["backend_items_per_s"])),
+            "rounds_c1_p50_within_10pct_of_naive_median": by_c[1]["median_p50_vs_naive"] <= 1.1})
     if "soak" in results:
         out["soak_passed"] = results["soak"]["passed"]
     return out
@@ -366,6 +411,12 @@ def print_summary(results: dict) -> None:
     for r in results.get("settings", []):
         print(f"{r['server']:<16}{r['concurrency']:>5}{r['items_per_request']:>10}{r['items_per_s']:>10.1f}"
               f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r.get('speedup_vs_naive', float('nan')):>8.2f}x  {r['statuses']}")
+    if "rounds" in results:
+        rounds = results["rounds"]
+        for r in rounds["settings"]:
+            print(f"\n{rounds['rounds']} interleaved rounds, concurrency {r['concurrency']}: {rounds['backend']} "
+                  f"{r['backend_items_per_s']} against naive {r['naive_items_per_s']} items/s, ratios "
+                  f"{r['speedup_vs_naive']} (median {r['median_speedup_vs_naive']}x), p50 ratios {r['p50_vs_naive']}")
     if "soak" in results:
         s = results["soak"]
         print(f"\nsoak ({s['backend']}, {s['seconds']:g} s at concurrency {s['concurrency']}): {s['good_correct']}/{s['good']} "
@@ -383,6 +434,8 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="torch,onnx,onnx-int8", help="comma-separated: torch, onnx, onnx-int8")
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per setting")
     p.add_argument("--warmup", type=float, default=1.0, help="untimed seconds before each setting")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds of the naive server and the best backend at concurrency 1 and 16 (0: none)")
     p.add_argument("--soak-seconds", type=float, default=60.0, help="0: no soak")
     p.add_argument("--soak-warmup", type=float, default=10.0, help="untimed seconds at the soak's load before it")
     p.add_argument("--soak-only", action="store_true", help="run only the soak, against --soak-backend")
@@ -480,6 +533,19 @@ def main(argv=None) -> int:
             finally:
                 stop_server(proc)
         results["targets"] = check_targets(results)
+        if args.rounds > 0 and "best_backend" in results["targets"]:
+            best = results["targets"]["best_backend"]
+            naive_proc, naive_url = start_naive_server(args.model, log_dir/"naive-rounds.log")
+            try:
+                proc, url = start_server(args.model, best, 64, log_dir/f"rounds-{best}.log", env=server_env)
+                try:
+                    results["rounds"] = interleaved_rounds(pool, naive_url, best, url, pairs, args.rounds,
+                                                           args.seconds, args.warmup)
+                finally:
+                    stop_server(proc)
+            finally:
+                stop_server(naive_proc)
+            results["targets"] = check_targets(results)
         if args.soak_seconds > 0 and "best_backend" in results["targets"]:
             best = results["targets"]["best_backend"]
             if best != "torch":  # the in-process loop above ran PyTorch: the soak needs the soaked backend's own answers

@@ -3,7 +3,8 @@
 Both train the same model (the bundled MiniLM unless --backbone says otherwise) on the same BoolQ training examples
 for the same number of optimizer steps, with evaluation off, and report examples per second. FLOP/s are estimated
 twice and compared with this machine's measured float32 matrix-multiply peak (the best n x n product for n of 1024,
-2048 and 4096, measured before and after the runs): `achieved` from the tokens each batch computes (padding
+2048 and 4096, measured before the runs, after each and at the end: on a shared machine one measurement can fall on
+a slow minute, which would lower the peak and flatter every share of it): `achieved` from the tokens each batch computes (padding
 included), `useful` from the real tokens alone (padding excluded), the work any recipe must do.
 
   baseline: the Trainer with default settings, inputs padded to max_length at tokenization, random batches
@@ -13,7 +14,14 @@ included), `useful` from the real tokens alone (padding excluded), the work any 
 Dynamic padding does not change what the model learns per example (padding is masked out of attention and loss);
 length grouping changes which examples share a batch, as in every reported run of this project.
 
-  python bench/train_speed.py --steps 40 --out bench/results/train_speed.json
+  python bench/train_speed.py --out bench/results/train_speed.json
+
+The batches are those a run of the default configuration trains on. The Trainer's length grouping shuffles the
+training set, cuts it into megabatches of min(n / (4 x batch size), 50) batches and sorts each by length, so the
+padding of a batch depends on how many examples the run draws from: the Trainers here draw from the configuration's
+training set (--train-examples; the quickstart's 2,000 examples), and each path trains one whole megabatch (--steps;
+31 steps of 16 for 2,000 examples), whose examples are a random sample of that set. (Until stop 28 the bench drew 40
+steps from 640 examples: megabatches of 160 and more padding than any reported run carries.)
 
 A third run trains the project's path with the settings of the default configuration (--config, the quickstart's:
 attention_dropout 0, which lets PyTorch use its fused attention kernel, the mean-pooling head, and fast_dropout,
@@ -22,6 +30,10 @@ figures are that run's. When the configuration sets fast_dropout, a fourth run t
 own dropout masks, so that the speed-up of the masks alone is measured in the same run. Evaluation is timed too: the
 Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
 batched inference (what boolq-predict and the server use) on the same examples.
+--rounds N then trains the default path N more times, with the peak measured before each round and after the last:
+each round's useful FLOP/s over the higher of the two peaks around it, and their median (`default_rounds`). The
+speed of this shared machine moves by 20 % and more between minutes, for the training and the peak alike, so a share
+of a peak measured minutes away can land anywhere; a round and the peaks around it share their minute.
 --compile WARMUP adds the default path under torch.compile (inductor), timed after WARMUP untimed steps that compile
 it (their time is reported apart as `compile_seconds`).
 --profile N runs N more steps of each project run under torch.profiler and adds where the time goes (self CPU
@@ -31,6 +43,7 @@ to the report, with the profiler's table of the top operators next to it (train_
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -71,11 +84,26 @@ def matmul_peak_gflops(sizes=PEAK_SIZES, repeats: int = 10) -> dict:
     return rates
 
 
+def megabatch_steps(n_examples: int, batch_size: int) -> int:
+    "Batches in one length-grouping megabatch of the Trainer over `n_examples` (transformers' default multiplier)."
+    return max(1, min(n_examples // (batch_size * 4), 50))
+
+
 def flops_per_example(model, seq_len: int) -> float:
-    "Training FLOPs (forward + backward, about 3x forward) for one sequence of seq_len tokens."
+    """Training FLOPs (forward + backward, about 3x forward) for one sequence of seq_len tokens.
+
+    The encoder layers' weights act on every token; the pooler and the classification head on one vector per
+    sequence (the first token's or the mean), so they count once per sequence, not once per token."""
     cfg = model.config
-    n_params = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-    dense = 2 * n_params * seq_len                                              # weight matmuls
+    per_token = per_sequence = 0
+    for name, p in model.named_parameters():
+        if "embeddings" in name:
+            continue
+        if re.search(r"\.layers?\.\d+\.", name):
+            per_token += p.numel()
+        else:
+            per_sequence += p.numel()
+    dense = 2 * per_token * seq_len + 2 * per_sequence                          # weight matmuls
     attention = 2 * 2 * cfg.num_hidden_layers * cfg.hidden_size * seq_len ** 2  # QK^T and AV
     return 3 * (dense + attention)
 
@@ -206,7 +234,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="minilm")
     parser.add_argument("--data-source", default=None, help="default: $BOOLQ_DATA_DIR, else google/boolq")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps per path (default: one length-grouping megabatch of --train-examples)")
+    parser.add_argument("--train-examples", type=int, default=None,
+                        help="training examples the batches are drawn from (default: the configuration's "
+                             "max_train_samples, all of train where it has none)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--eval-examples", type=int, default=640, help="dev examples for the evaluation timing")
@@ -216,6 +248,8 @@ def main(argv=None):
                              "fast_dropout) the third run uses")
     parser.add_argument("--compile", type=int, default=0, metavar="WARMUP",
                         help="also time the default path under torch.compile, after WARMUP untimed steps (0: no)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="train the default path N more times, each between two peak measurements (0: no)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile N steps of each project run (0: no profile)")
     args = parser.parse_args(argv)
@@ -227,10 +261,16 @@ def main(argv=None):
                     f"pooling {configured.pooling}" + (", fast_dropout" if configured.fast_dropout else ""))
 
     torch.manual_seed(0)
-    peak_before = matmul_peak_gflops()
-    print(f"float32 matmul GFLOP/s by size on {torch.get_num_threads()} threads: {peak_before}", flush=True)
-    n_examples = args.steps * args.batch_size
-    data = load_boolq(args.data_source, max_train_samples=n_examples, max_eval_samples=1)["train"]
+    peaks = []
+    def measure_peak(when):
+        peaks.append({"when": when, "gflops_by_size": matmul_peak_gflops()})
+        print(f"float32 matmul GFLOP/s by size on {torch.get_num_threads()} threads, {when}: "
+              f"{peaks[-1]['gflops_by_size']}", flush=True)
+    measure_peak("before the runs")
+    train_examples = args.train_examples or load_param_file(args.config).get("max_train_samples")
+    data = load_boolq(args.data_source, max_train_samples=train_examples, max_eval_samples=1)["train"]
+    args.steps = args.steps or megabatch_steps(len(data), args.batch_size)
+    print(f"{args.steps} steps of {args.batch_size} from {len(data)} training examples", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         # Baseline: the plain recipe of most examples, padded to max_length when tokenizing.
@@ -247,6 +287,7 @@ def main(argv=None):
         results.append(run("baseline: Trainer defaults, padded to max_length", Trainer, baseline_args, model, padded,
                            DataCollatorWithPadding(tokenizer), args.steps, args.batch_size))
         print(results[-1], flush=True)
+        measure_peak(f"after {results[-1]['name']}")
 
         # The project's path: the very TrainingArguments and Trainer subclass boolq_nb.train uses, with the
         # backbone's own attention dropout and head, then with the default configuration's (attention dropout 0
@@ -269,6 +310,7 @@ def main(argv=None):
             results.append(run(name, BoolQTrainer, project_args, model, encoded, make_collator(tokenizer),
                                args.steps, args.batch_size))
             print(results[-1], flush=True)
+            measure_peak(f"after {name}")
             if args.profile:
                 profiles[name], table = profile_steps(BoolQTrainer, project_args, model, encoded,
                                                       make_collator(tokenizer), args.profile)
@@ -288,14 +330,29 @@ def main(argv=None):
             results.append(compiled_run(f"{default_name}, torch.compile (inductor)", args, default_config, encoded))
             print(results[-1], flush=True)
 
-    peak_after = matmul_peak_gflops()
-    print(f"float32 matmul GFLOP/s by size after the runs: {peak_after}", flush=True)
-    peak = max(*peak_before.values(), *peak_after.values())
+        rounds = []
+        if args.rounds:
+            measure_peak("before round 1")
+        for r in range(args.rounds):
+            model, tokenizer = load_backbone(args.backbone, attention_dropout=default_config.attention_dropout,
+                                             pooling=default_config.pooling, fast_dropout=default_config.fast_dropout)
+            project_args.max_steps = args.steps
+            rounds.append(run(f"{default_name}, round {r + 1}", BoolQTrainer, project_args, model, encoded,
+                              make_collator(tokenizer), args.steps, args.batch_size))
+            measure_peak(f"after round {r + 1}")
+            around = max(rate for measured in peaks[-2:] for rate in measured["gflops_by_size"].values())
+            rounds[-1].update(peak_gflops_around=around,
+                              useful_share_of_peak_around=round(rounds[-1]["useful_gflops"] / around, 3))
+            print(rounds[-1], flush=True)
+
+    measure_peak("after the runs")
+    peak = max(rate for measured in peaks for rate in measured["gflops_by_size"].values())
     baseline, project, default = results[:3]
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
+              "train_examples": len(data), "megabatch_examples": megabatch_steps(len(data), args.batch_size) * args.batch_size,
               "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "peak_gflops": round(peak, 1),
-              "peak_gflops_by_size": {"before": peak_before, "after": peak_after},
+              "peak_measurements": peaks,
               "baseline_examples_per_s": baseline["examples_per_s"], "project_examples_per_s": project["examples_per_s"],
               "speedup": round(project["examples_per_s"] / baseline["examples_per_s"], 2),
               "achieved_gflops": project["achieved_gflops"],
@@ -306,6 +363,9 @@ def main(argv=None):
               "default_speedup": round(default["examples_per_s"] / baseline["examples_per_s"], 2),
               "default_useful_gflops": default["useful_gflops"],
               "default_useful_share_of_peak": round(default["useful_gflops"] / peak, 3),
+              "default_rounds": {"rounds": rounds,
+                                 "median_useful_share_of_peak_around": round(float(np.median(
+                                     [r["useful_share_of_peak_around"] for r in rounds])), 3) if rounds else None},
               "evaluation": evaluation,
               "runs": results, "profile": profiles or None,
               "command": "python " + " ".join(sys.argv)}

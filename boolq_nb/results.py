@@ -153,7 +153,14 @@ def train_speed_table(speed_file: str | os.PathLike) -> str:
         if "compile_seconds" in run:
             notes.append(f"`{run['name']}`: its {run['compile_warmup_steps']} untimed warm-up steps, which compile it, "
                          f"took {run['compile_seconds']:.0f} s.")
-    by_size = speed.get("peak_gflops_by_size")
+    measurements = speed.get("peak_measurements")
+    if measurements:  # the peak is the best of several measurements (sizes, moments): show what it was chosen from
+        sizes = sorted({int(n) for m in measurements for n in m["gflops_by_size"]})
+        notes.append(f"Peak: the best float32 n x n matrix product for n of {', '.join(f'{n:,}' for n in sizes)}, "
+                     f"measured {measurements[0]['when']}, after each run and at the end: "
+                     + ", ".join(f"{max(m['gflops_by_size'].values()):.0f}" for m in measurements)
+                     + " GFLOP/s (the best size each time).")
+    by_size = speed.get("peak_gflops_by_size")  # reports before stop 29: measured before and after the runs only
     if by_size:  # the peak is the best of several sizes, before and after the runs: show what it was chosen from
         notes.append("Peak: the best float32 n x n matrix product, " + "; ".join(
             f"{when} the runs " + ", ".join(f"{rate:.0f} at n = {n}" for n, rate in rates.items())
@@ -191,6 +198,14 @@ def serving_table(serve_file: str | os.PathLike) -> str:
             checks.append(f"{name.replace('_', ' ')}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in ok.items()))
     if checks:
         lines += ["", "Targets: " + "; ".join(checks) + "."]
+    rounds = bench.get("rounds")
+    if rounds:
+        lines += ["", f"Interleaved rounds ({rounds['backend']} and the naive server taking turns, single items, "
+                  f"{rounds['rounds']} rounds of {rounds['seconds_per_setting']:g} s): " + "; ".join(
+                      f"{r['concurrency']} client{'s' if r['concurrency'] > 1 else ''}: "
+                      + ", ".join(f"{x:.2f}x" for x in r["speedup_vs_naive"])
+                      + f" (median {r['median_speedup_vs_naive']:.2f}x; p50 median {r['median_p50_vs_naive']:.2f} of naive's)"
+                      for r in rounds["settings"]) + "."]
     soak = bench.get("soak")
     if soak:
         def shown(v):  # the server's memory is a total over its processes

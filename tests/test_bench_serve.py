@@ -80,3 +80,32 @@ def test_batch_dependence_names_a_missing_file(served_model, tmp_path):
                     str(tmp_path/"nope.jsonl"), "--out", str(tmp_path/"x.json")], cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "nope.jsonl" in proc.stderr and "no such file" in proc.stderr, proc.stderr
     assert not (tmp_path/"x.json").exists()
+
+
+def test_settings_then_interleaved_rounds_on_the_tiny_model(served_model, tmp_path):
+    "Every setting on the naive server and one backend, then the target settings in rounds taking turns."
+    _, model_dir = served_model
+    out = tmp_path/"serve.json"
+    proc = run_cli([str(ROOT/"bench"/"serve.py"), "--model-dir", str(model_dir), "--backends", "torch",
+                    "--seconds", "0.5", "--warmup", "0.2", "--rounds", "2", "--soak-seconds", "0", "--pairs", "32",
+                    "--out", str(out)], cwd=ROOT, timeout=600, env={"BOOLQ_DATA_DIR": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    servers = {(r["server"], r["concurrency"], r["items_per_request"]) for r in results["settings"]}
+    for server in ("naive", "torch"):
+        assert {(server, c, 1) for c in (1, 4, 16, 64)} | {(server, c, 16) for c in (1, 4)} <= servers, servers
+    rounds = results["rounds"]
+    assert (rounds["backend"], rounds["rounds"]) == ("torch", 2)
+    assert [r["concurrency"] for r in rounds["settings"]] == [1, 16]
+    for r in rounds["settings"]:
+        assert all(len(r[k]) == 2 for k in ("naive_items_per_s", "backend_items_per_s", "speedup_vs_naive")), r
+        assert all(status == "200" for statuses in r["backend_statuses"] for status in statuses), r
+        assert r["speedup_vs_naive"] == [round(b / a, 3) for a, b in zip(r["naive_items_per_s"], r["backend_items_per_s"])]
+        assert r["median_speedup_vs_naive"] == round(float(np.median(r["speedup_vs_naive"])), 3)
+    c16 = rounds["settings"][1]
+    targets = results["targets"]
+    assert targets["rounds_c16_median_speedup_vs_naive"] == c16["median_speedup_vs_naive"]
+    assert targets["rounds_c16_at_least_2x_naive_median"] == (c16["median_speedup_vs_naive"] >= 2.0)
+    assert targets["rounds_c16_at_least_2x_naive_every_round"] == (min(c16["speedup_vs_naive"]) >= 2.0)
+    # the summary printed at the end: serving_table's line for the rounds
+    assert "Interleaved rounds (torch and the naive server taking turns, single items, 2 rounds of 0.5 s)" in proc.stdout
