@@ -157,9 +157,16 @@ def train_speed_table(speed_file: str | os.PathLike) -> str:
     if measurements:  # the peak is the best of several measurements (sizes, moments): show what it was chosen from
         sizes = sorted({int(n) for m in measurements for n in m["gflops_by_size"]})
         notes.append(f"Peak: the best float32 n x n matrix product for n of {', '.join(f'{n:,}' for n in sizes)}, "
-                     f"measured {measurements[0]['when']}, after each run and at the end: "
+                     f"measured {len(measurements)} times (before the runs, between them and at the end): "
                      + ", ".join(f"{max(m['gflops_by_size'].values()):.0f}" for m in measurements)
                      + " GFLOP/s (the best size each time).")
+    rounds = (speed.get("default_rounds") or {}).get("rounds")
+    if rounds:  # the default path again, each round against the peak measured just before and after it
+        notes.append(f"The default path in {len(rounds)} more rounds, each between two peak measurements: "
+                     + ", ".join(f"{r['examples_per_s']:.1f} examples/s ({100 * r['useful_share_of_peak_around']:.0f} %)"
+                                 for r in rounds)
+                     + f"; useful FLOP/s over the peak around each round: median "
+                     f"{100 * speed['default_rounds']['median_useful_share_of_peak_around']:.1f} %.")
     by_size = speed.get("peak_gflops_by_size")  # reports before stop 29: measured before and after the runs only
     if by_size:  # the peak is the best of several sizes, before and after the runs: show what it was chosen from
         notes.append("Peak: the best float32 n x n matrix product, " + "; ".join(
