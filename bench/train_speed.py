@@ -4,8 +4,8 @@ Both train the same model (the bundled MiniLM unless --backbone says otherwise) 
 for the same number of optimizer steps, with evaluation off, and report examples per second. FLOP/s are estimated
 twice and compared with this machine's measured float32 matrix-multiply peak (the best n x n product for n of 1024,
 2048 and 4096, measured before the runs, after each and at the end: on a shared machine one measurement can fall on
-a slow minute, which would lower the peak and flatter every share of it): `achieved` from the tokens each batch computes (padding
-included), `useful` from the real tokens alone (padding excluded), the work any recipe must do.
+a slow minute, which would lower the peak and flatter every share of it): `achieved` from the tokens each batch
+computes (padding included), `useful` from the real tokens alone (padding excluded), the work any recipe must do.
 
   baseline: the Trainer with default settings, inputs padded to max_length at tokenization, random batches
   project:  boolq_nb.train's TrainingArguments and BoolQTrainer: no padding at tokenization, per-batch padding
@@ -349,7 +349,8 @@ def main(argv=None):
     peak = max(rate for measured in peaks for rate in measured["gflops_by_size"].values())
     baseline, project, default = results[:3]
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
-              "train_examples": len(data), "megabatch_examples": megabatch_steps(len(data), args.batch_size) * args.batch_size,
+              "train_examples": len(data),
+              "megabatch_examples": megabatch_steps(len(data), args.batch_size) * args.batch_size,
               "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "peak_gflops": round(peak, 1),
               "peak_measurements": peaks,
