@@ -10,10 +10,12 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
 import re
 import shutil
 import tempfile
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -31,10 +33,11 @@ from .io import atomic_directory, atomic_write_json
 from .features import encode_pairs, make_collator
 
 # %% auto 0
-__all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'POOLINGS', 'MODEL_INFO_FILE', 'BackboneNotAvailable',
-           'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts', 'assembled_model_dir',
-           'check_pooling', 'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer', 'Backbone', 'load_backbone',
-           'FastDropout', 'use_fast_dropout', 'YesNoPrediction', 'probability_yes', 'check_temperature', 'YesNoModel']
+__all__ = ['DEFAULT_BACKBONE', 'OFFLINE_PACKAGES', 'SPLIT_PACKAGES', 'POOLINGS', 'PRECISIONS', 'MODEL_INFO_FILE',
+           'BackboneNotAvailable', 'bundled_model_dir', 'SplitArchive', 'cache_root', 'archive_parts', 'join_parts',
+           'assembled_model_dir', 'check_pooling', 'MeanPoolingClassifier', 'resolve_backbone', 'load_tokenizer',
+           'Backbone', 'load_backbone', 'FastDropout', 'use_fast_dropout', 'native_bf16', 'cpu_capability',
+           'resolve_precision', 'autocast', 'YesNoPrediction', 'probability_yes', 'check_temperature', 'YesNoModel']
 
 # %% ../nbs/02_model.ipynb
 DEFAULT_BACKBONE = "roberta-base"
@@ -288,6 +291,42 @@ def use_fast_dropout(model: torch.nn.Module) -> int:
 
 
 # %% ../nbs/02_model.ipynb
+def native_bf16(flags: dict | None = None) -> bool:
+    "Whether oneDNN can run bfloat16 here on native instructions (AMX or AVX512_BF16), not emulated ones."
+    flags = torch._C._cpu._get_cpu_capability() if flags is None else flags
+    has_instructions = bool(flags.get("amx_bf16") or flags.get("avx512_bf16"))
+    return has_instructions and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+# %% ../nbs/02_model.ipynb
+def cpu_capability(flags: dict | None = None) -> dict:
+    "This CPU as PyTorch sees it: its name, ATen's vector capability, and whether it has native bfloat16."
+    flags = torch._C._cpu._get_cpu_capability() if flags is None else flags
+    return {"name": flags.get("cpu_name") or platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": native_bf16(flags),
+            "bf16_instructions": [k for k in ("amx_bf16", "avx512_bf16") if flags.get(k)]}
+
+# %% ../nbs/02_model.ipynb
+PRECISIONS = ("auto", "bf16", "fp32")
+
+def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu", flags: dict | None = None) -> str:
+    "The precision `precision` means on `device`: 'bf16', 'fp16' (CUDA without bfloat16) or 'fp32'."
+    if precision not in PRECISIONS and precision != "fp16":
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.device(device).type == "cpu" and native_bf16(flags) else "fp32"
+
+# %% ../nbs/02_model.ipynb
+def autocast(precision: str, device: str | torch.device = "cpu"):
+    "The autocast context for a resolved `precision` on `device` (no autocast for 'fp32')."
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+# %% ../nbs/02_model.ipynb
 @dataclass(frozen=True)
 class YesNoPrediction:
     "One answer. Unpacks as `(answer, probability_yes)`; `truncated` says whether the passage was cut to fit."
@@ -323,10 +362,11 @@ class YesNoModel:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
                  use_title: bool = False, info: dict | None = None, device: str | torch.device | None = None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, precision: str = "fp32"):
         self.temperature = check_temperature(temperature)  # divides the logits: >1 softens overconfident answers
         self.device = torch.device(device) if device is not None else _best_device()
         self.model = model.to(self.device).eval()
+        self.precision = resolve_precision(precision, self.device)  # inference under the training run's autocast
         self.tokenizer, self.max_length, self.use_title = tokenizer, max_length, use_title
         self.info = dict(info or {})
         self._collate = make_collator(tokenizer)
@@ -346,7 +386,7 @@ class YesNoModel:
         n_params = sum(p.numel() for p in self.model.parameters())
         return (f"YesNoModel({self.model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
                 f"pooling={self.pooling}, max_length={self.max_length}, use_title={self.use_title}, "
-                f"temperature={self.temperature:.3g}, device={self.device})")
+                f"temperature={self.temperature:.3g}, precision={self.precision}, device={self.device})")
 
 # %% ../nbs/02_model.ipynb
 @patch
@@ -368,7 +408,9 @@ def predict_proba(self: YesNoModel, questions: list[str], passages: list[str], t
     "P(yes) for each pair, and whether each passage was truncated."
     probs, truncated = np.zeros(len(questions)), np.zeros(len(questions), dtype=bool)
     for idx, batch, cut in self.batches(questions, passages, titles, batch_size):
-        probs[idx] = probability_yes(self.model(**batch).logits, self.temperature)
+        with autocast(self.precision, self.device):
+            logits = self.model(**batch).logits
+        probs[idx] = probability_yes(logits.float(), self.temperature)
         truncated[idx] = cut
     return probs, truncated
 
@@ -391,12 +433,15 @@ def save(self: YesNoModel, directory: str | os.PathLike, **info) -> Path:
         self.tokenizer.save_pretrained(staging)
         atomic_write_json(staging/MODEL_INFO_FILE, {"max_length": self.max_length, "use_title": self.use_title,
                                                     "pooling": self.pooling, "temperature": self.temperature,
+                                                    "precision": self.precision,
                                                     "label_names": list(LABEL_NAMES), **self.info})
     return Path(directory)
 
 @patch(cls_method=True)
-def load(cls: YesNoModel, directory: str | os.PathLike, device: str | torch.device | None = None) -> "YesNoModel":
-    "Load a model saved by `save`."
+def load(cls: YesNoModel, directory: str | os.PathLike, device: str | torch.device | None = None,
+         precision: str | None = None) -> "YesNoModel":
+    """Load a model saved by `save`. `precision` None: the one it was trained and evaluated in where this machine runs
+    it natively (its recorded answers then come back), else float32."""
     directory = Path(directory)
     info_path = directory/MODEL_INFO_FILE
     if not info_path.is_file():
@@ -406,8 +451,12 @@ def load(cls: YesNoModel, directory: str | os.PathLike, device: str | torch.devi
     pooling = info.pop("pooling", "cls")  # models saved before pooling was a choice used the first token
     check_pooling(pooling, str(info_path))
     temperature = check_temperature(info.pop("temperature", 1.0), str(info_path))  # older folders: plain softmax
+    saved_precision = info.pop("precision", "fp32")  # older folders were trained and evaluated in float32
+    if precision is None:
+        target = torch.device(device) if device is not None else _best_device()
+        precision = saved_precision if resolve_precision("auto", target) == saved_precision else "fp32"
     model = (MeanPoolingClassifier.load(directory) if pooling == "mean"
              else AutoModelForSequenceClassification.from_pretrained(directory))
     tokenizer = AutoTokenizer.from_pretrained(directory)
     return cls(model, tokenizer, max_length=info.pop("max_length"), use_title=info.pop("use_title"),
-               info=info, device=device, temperature=temperature)
+               info=info, device=device, temperature=temperature, precision=precision)

@@ -23,6 +23,7 @@ import torch
 import transformers
 import yaml
 from fastcore.basics import patch
+from fastcore.docments import docments
 from torch.utils.data import SequentialSampler
 from transformers import (EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback, TrainingArguments,
                           set_seed)
@@ -36,16 +37,18 @@ from .evaluate import (
 # write_calibration_summary from here): the only names this module re-exports without using them.
 from .evaluate import calibration_summary, read_predictions, write_calibration_summary  # noqa: F401
 from .features import make_collator, tokenize_boolq
-from .io import atomic_write_json, atomic_write_text
-from .model import POOLINGS, YesNoModel, load_backbone, probability_yes
+from .io import atomic_directory, atomic_write_json, atomic_write_text
+from .model import (POOLINGS, PRECISIONS, YesNoModel, cpu_capability, load_backbone, probability_yes,
+                            resolve_precision)
 
 logger = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['logger', 'SELECTIONS', 'SEED_SUMMARY_METRICS', 'SEED_IRRELEVANT', 'coerce_param', 'TrainConfig', 'load_param_file',
-           'EvalRecorder', 'BoolQTrainer', 'training_arguments', 'layer_depth', 'layerwise_parameter_groups',
-           'last_complete_checkpoint', 'TrainResult', 'train', 'run_parameters', 'summarize_seeds',
-           'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
+__all__ = ['logger', 'SELECTIONS', 'RUN_FILES', 'SEED_SUMMARY_METRICS', 'SEED_IRRELEVANT', 'coerce_param', 'TrainConfig',
+           'check_train_config', 'load_param_file', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
+           'ProgressPrinter', 'DevCurve', 'layer_depth', 'layerwise_parameter_groups', 'last_complete_checkpoint',
+           'TrainResult', 'train', 'run_parameters', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments',
+           'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -77,81 +80,93 @@ _REPORT_TARGETS = {"none", "all", "wandb", "tensorboard", "mlflow", "comet_ml", 
 
 @dataclass
 class TrainConfig:
-    "Every parameter of a training run (see the parameters cell of `03_train` for what each one means)."
-    run_name: str | None = None
-    backbone: str = "minilm"
-    data_source: str | None = None
-    max_length: int = 256
-    use_title: bool = True
-    learning_rate: float = 5e-5
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    epochs: float = 3.0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    layerwise_lr_decay: float = 1.0
-    attention_dropout: float | None = None
-    fast_dropout: bool = False
-    pooling: str = "cls"
-    selection: str = "holdout"
-    holdout_fraction: float = 0.05
-    seed: int = 42
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    output_dir: str = "runs"
-    model_dir: str = "models"
-    report_to: str = "wandb"
-    wandb_project: str = "boolq_nb"
-    early_stopping_patience: int = 0
-    logging_steps: int = 10
-    resume: bool = True
+    "Every parameter of a training run; each field's comment is its explanation (and `boolq-train --help`'s)."
+    run_name: str | None = None  # name of the run: runs/<run_name>/ and models/<run_name>/; None: a timestamp
+    backbone: str = "minilm"  # hub id (roberta-base, roberta-large), local folder, or offline alias (minilm, mpnet)
+    data_source: str | None = None  # hub id, local folder, or None for $BOOLQ_DATA_DIR, else google/boolq
+    max_length: int = 256  # tokens per (question, passage) pair; only the passage is truncated
+    use_title: bool = True  # prefix each passage with its Wikipedia title
+    learning_rate: float = 5e-5  # peak learning rate of AdamW, reached after the warmup, then decayed linearly to 0
+    batch_size: int = 16  # training examples per step (per process)
+    eval_batch_size: int = 64  # examples per evaluation batch
+    gradient_accumulation_steps: int = 1  # steps whose gradients are summed before each optimizer update
+    epochs: float = 3.0  # passes over the training data (a fraction stops part-way)
+    warmup_ratio: float = 0.1  # share of all steps over which the learning rate rises from 0
+    weight_decay: float = 0.01  # AdamW's decoupled weight decay (not on biases and norms)
+    layerwise_lr_decay: float = 1.0  # each layer below the head learns this times as fast as the one above; 1: off
+    attention_dropout: float | None = None  # dropout on attention weights; None keeps the backbone's (0.1 for MiniLM); 0 trains faster on CPU
+    fast_dropout: bool = False  # CPU dropout masks four elements per random number (FastDropout: same distribution, another stream)
+    pooling: str = "cls"  # head on the first token (cls), or on the mean of all token states (mean)
+    precision: str = "auto"  # auto: bfloat16 autocast where the CPU (or GPU) computes it natively, else float32; or bf16, fp32
+    selection: str = "holdout"  # choose the epoch and temperature on a held-out slice of train (holdout) or on dev (dev)
+    holdout_fraction: float = 0.05  # share of train held out for selection (stratified; the same slice in every run)
+    dev_curve: bool = False  # also measure dev accuracy after every epoch, for the time-to-accuracy curve (never used to choose)
+    seed: int = 42  # seed of the data order, the held-out slice, dropout and the head's initialisation
+    max_train_samples: int | None = None  # a seeded subset of train for quick runs; None: all
+    max_eval_samples: int | None = None  # a seeded subset of validation; None: all
+    output_dir: str = "runs"  # reported results: runs/<run_name>/metrics.json and plots
+    model_dir: str = "models"  # weights and checkpoints (git-ignored): models/<run_name>/
+    report_to: str = "wandb"  # "wandb" (offline by default), "none", or other Trainer integrations, comma-separated
+    wandb_project: str = "boolq_nb"  # Weights & Biases project the run is logged under
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0: off
+    logging_steps: int = 10  # steps between logged training losses
+    progress_seconds: float = 30.0  # seconds between progress lines (step, epoch, time left); 0: none
+    record_backends: bool = False  # after training, measure the ONNX backends' dev accuracy so boolq-serve picks the fastest within 0.5 points
+    resume: bool = True  # continue from the last checkpoint of models/<run_name>/ if there is one
 
     def __post_init__(self):
         for f in fields(self):
             setattr(self, f.name, coerce_param(f.name, getattr(self, f.name), f.type))
         if self.run_name is None:
             self.run_name = time.strftime("train-%Y%m%d-%H%M%S")
-        checks = [
-            (re.fullmatch(r"[\w.-]+", self.run_name) is not None, "run_name", "letters, digits, '.', '-' and '_' only"),
-            (self.max_length >= 16, "max_length", "at least 16"),
-            (self.learning_rate > 0, "learning_rate", "positive"),
-            (min(self.batch_size, self.eval_batch_size, self.gradient_accumulation_steps) >= 1,
-             "batch_size/eval_batch_size/gradient_accumulation_steps", "at least 1"),
-            (self.epochs > 0, "epochs", "positive"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay", "non-negative"),
-            (0 < self.layerwise_lr_decay <= 1, "layerwise_lr_decay", "in (0, 1]"),
-            (self.attention_dropout is None or 0 <= self.attention_dropout < 1, "attention_dropout", "in [0, 1) or None"),
-            (self.pooling in POOLINGS, "pooling", f"one of {', '.join(POOLINGS)}"),
-            (self.selection in SELECTIONS, "selection", f"one of {', '.join(SELECTIONS)}"),
-            (0 < self.holdout_fraction < 1, "holdout_fraction", "in (0, 1)"),
-            (all(n is None or n >= 1 for n in (self.max_train_samples, self.max_eval_samples)),
-             "max_train_samples/max_eval_samples", "at least 1 or None"),
-            (self.early_stopping_patience >= 0, "early_stopping_patience", "non-negative"),
-            (self.logging_steps >= 1, "logging_steps", "at least 1"),
-            (set(self.report_targets) <= _REPORT_TARGETS, "report_to",
-             f"comma-separated names from {sorted(_REPORT_TARGETS)}"),
-        ]
-        for ok, name, rule in checks:
-            if not ok:
-                raise ValueError(f"parameter '{name}' must be {rule}; got {', '.join(repr(getattr(self, n, None)) for n in name.split('/'))}")
+        check_train_config(self)
 
-    @property
-    def report_targets(self) -> list[str]:
-        return [t.strip() for t in self.report_to.split(",") if t.strip()]
+# %% ../nbs/03_train.ipynb
+@patch(as_prop=True)
+def report_targets(self: TrainConfig) -> list[str]:
+    return [t.strip() for t in self.report_to.split(",") if t.strip()]
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir)/self.run_name
+@patch(as_prop=True)
+def run_dir(self: TrainConfig) -> Path:
+    return Path(self.output_dir)/self.run_name
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.model_dir)/self.run_name/"checkpoints"
+@patch(as_prop=True)
+def checkpoint_dir(self: TrainConfig) -> Path:
+    return Path(self.model_dir)/self.run_name/"checkpoints"
 
-    @property
-    def final_model_dir(self) -> Path:
-        return Path(self.model_dir)/self.run_name/"model"
+@patch(as_prop=True)
+def final_model_dir(self: TrainConfig) -> Path:
+    return Path(self.model_dir)/self.run_name/"model"
+
+# %% ../nbs/03_train.ipynb
+def check_train_config(c: TrainConfig):
+    "A ValueError naming the first parameter of `c` outside its allowed values, and the rule it breaks."
+    checks = [
+        (re.fullmatch(r"[\w.-]+", c.run_name) is not None, "run_name", "letters, digits, '.', '-' and '_' only"),
+        (c.max_length >= 16, "max_length", "at least 16"),
+        (c.learning_rate > 0, "learning_rate", "positive"),
+        (min(c.batch_size, c.eval_batch_size, c.gradient_accumulation_steps) >= 1,
+         "batch_size/eval_batch_size/gradient_accumulation_steps", "at least 1"),
+        (c.epochs > 0, "epochs", "positive"),
+        (0 <= c.warmup_ratio < 1, "warmup_ratio", "in [0, 1)"),
+        (c.weight_decay >= 0, "weight_decay", "non-negative"),
+        (0 < c.layerwise_lr_decay <= 1, "layerwise_lr_decay", "in (0, 1]"),
+        (c.attention_dropout is None or 0 <= c.attention_dropout < 1, "attention_dropout", "in [0, 1) or None"),
+        (c.pooling in POOLINGS, "pooling", f"one of {', '.join(POOLINGS)}"),
+        (c.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+        (c.selection in SELECTIONS, "selection", f"one of {', '.join(SELECTIONS)}"),
+        (0 < c.holdout_fraction < 1, "holdout_fraction", "in (0, 1)"),
+        (all(n is None or n >= 1 for n in (c.max_train_samples, c.max_eval_samples)),
+         "max_train_samples/max_eval_samples", "at least 1 or None"),
+        (c.early_stopping_patience >= 0, "early_stopping_patience", "non-negative"),
+        (c.logging_steps >= 1, "logging_steps", "at least 1"),
+        (c.progress_seconds >= 0, "progress_seconds", "non-negative"),
+        (set(c.report_targets) <= _REPORT_TARGETS, "report_to", f"comma-separated names from {sorted(_REPORT_TARGETS)}"),
+    ]
+    for ok, name, rule in checks:
+        if not ok:
+            got = ", ".join(repr(getattr(c, n, None)) for n in name.split("/"))
+            raise ValueError(f"parameter '{name}' must be {rule}; got {got}")
 
 # %% ../nbs/03_train.ipynb
 def load_param_file(path: str | os.PathLike, allowed: set[str] | None = None) -> dict:
@@ -200,15 +215,17 @@ class EvalRecorder(TrainerCallback):
                   file=sys.stderr, flush=True)
             warnings.warn(message, stacklevel=2)
 
+# %% ../nbs/03_train.ipynb
 class BoolQTrainer(Trainer):
     "A `Trainer` that evaluates in dataset order (train batches stay length-grouped)."
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset)
 
+# %% ../nbs/03_train.ipynb
 def training_arguments(config: TrainConfig) -> TrainingArguments:
     "Hugging Face `TrainingArguments` for `config`: evaluation and a checkpoint every epoch, best model kept."
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    precision = resolve_precision(config.precision, "cuda" if cuda else "cpu")
     return TrainingArguments(
         output_dir=str(config.checkpoint_dir), run_name=config.run_name, seed=config.seed, data_seed=config.seed,
         learning_rate=config.learning_rate, weight_decay=config.weight_decay, lr_scheduler_type="linear",
@@ -220,13 +237,80 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
         load_best_model_at_end=True, metric_for_best_model="selection_score", greater_is_better=True,
         logging_strategy="steps", logging_steps=config.logging_steps, logging_first_step=True,
-        bf16=bf16, fp16=cuda and not bf16, dataloader_pin_memory=cuda,
+        bf16=precision == "bf16", fp16=precision == "fp16", dataloader_pin_memory=cuda,
+        # One fused kernel for AdamW's update instead of a dozen elementwise passes per tensor: 1.2x per MiniLM
+        # step on the CPU in float32, more in bfloat16, where the update is a larger share of the step.
+        optim="adamw_torch_fused",
         tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,  # fp32 matmuls on tensor cores
         # Said outright on a machine without a GPU: under `accelerate launch --multi_gpu` (torchrun) the processes
         # then form one gloo group on the CPU; otherwise each would train alone on its own copy of the data.
         use_cpu=not cuda and not torch.backends.mps.is_available(),
         report_to=config.report_targets or "none", disable_tqdm=True,
     )
+
+# %% ../nbs/03_train.ipynb
+def _minutes(seconds: float | None) -> str:
+    "`seconds` as m:ss (h:mm:ss past an hour), or '?' when unknown."
+    if seconds is None:
+        return "?"
+    h, rest = divmod(int(round(seconds)), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+# %% ../nbs/03_train.ipynb
+class ProgressPrinter(TrainerCallback):
+    "A line of progress at most every `seconds` of training and one after each evaluation on `evaluated_on`."
+    def __init__(self, seconds: float = 30.0, evaluated_on: str = "held-out slice", clock=time.time):
+        self.seconds, self.evaluated_on, self.clock = seconds, evaluated_on, clock
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.last = self.clock()
+        self.first_step = state.global_step  # a resumed run times only its own steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.clock() - self.last >= self.seconds:
+            self.last = self.clock()
+            print(self.line(args, state), flush=True)
+
+# %% ../nbs/03_train.ipynb
+@patch
+def line(self: ProgressPrinter, args, state) -> str:
+    "Steps done of all, epoch, elapsed and estimated time left, examples per second."
+    elapsed, done = self.clock() - self.started, state.global_step - self.first_step
+    rate = done / elapsed if elapsed > 0 and done > 0 else None
+    left = (state.max_steps - state.global_step) / rate if rate else None
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    speed = f" · {rate * per_step:.1f} examples/s" if rate else ""
+    return (f"step {state.global_step}/{state.max_steps} · epoch {state.epoch or 0:.2f}/{args.num_train_epochs:g} · "
+            f"{_minutes(elapsed)} elapsed · {_minutes(left)} left{speed}")
+
+@patch
+def on_evaluate(self: ProgressPrinter, args, state, control, metrics=None, **kwargs):
+    if metrics and "eval_accuracy" in metrics:
+        print(f"epoch {state.epoch:.2f}: {self.evaluated_on} accuracy {metrics['eval_accuracy']:.1%} (majority "
+              f"{metrics['eval_majority_baseline']:.1%}), macro F1 {metrics['eval_macro_f1']:.3f}, "
+              f"\"yes\" to {metrics['eval_predicted_yes_rate']:.0%}", flush=True)
+
+# %% ../nbs/03_train.ipynb
+class DevCurve(TrainerCallback):
+    "Dev accuracy after every evaluation, with training minutes so far; `trainer` is set once it exists."
+    def __init__(self, dev: datasets.Dataset):
+        self.dev, self.labels, self.trainer, self.rows, self.excluded = dev, np.asarray(dev["labels"]), None, [], 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.time()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        minutes, began = (time.time() - self.started - self.excluded) / 60, time.time()
+        scoring, self.trainer.compute_metrics = self.trainer.compute_metrics, None  # P(yes) only, recorded nowhere else
+        try:
+            probabilities = probability_yes(self.trainer.predict(self.dev).predictions)
+        finally:
+            self.trainer.compute_metrics = scoring
+        self.excluded += time.time() - began
+        self.rows.append({"epoch": round(state.epoch, 4), "step": state.global_step, "train_minutes": round(minutes, 3),
+                          "accuracy": float(np.mean((probabilities >= 0.5) == self.labels))})
+        print(f"epoch {state.epoch:.2f}: dev accuracy {self.rows[-1]['accuracy']:.1%} after "
+              f"{minutes:.1f} training minutes (dev_curve)", flush=True)
 
 # %% ../nbs/03_train.ipynb
 def layer_depth(name: str, n_layers: int) -> int:
@@ -311,9 +395,10 @@ class TrainResult:
 
 def _environment() -> dict:
     return {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu": cpu_capability(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "python": sys.version.split()[0]}
 
+# %% ../nbs/03_train.ipynb
 def _length_sorted(split: datasets.Dataset) -> tuple[np.ndarray, datasets.Dataset]:
     "The order that sorts `split` by length, and the sorted split: evaluation batches then hold little padding."
     order = np.argsort(split["length"], kind="stable")
@@ -330,67 +415,32 @@ def _epoch_table(log_history: list[dict]) -> list[dict]:
     return [{"epoch": h["epoch"], "step": h["step"], **{k: h[f"eval_{k}"] for k in keep if f"eval_{k}" in h}}
             for h in log_history if "eval_accuracy" in h]
 
-def train(config: TrainConfig | None = None, callbacks: list | None = None, **overrides) -> TrainResult:
-    """Fine-tune `config.backbone` on BoolQ; write metrics and plots to `runs/<run_name>/` and the model to `models/`.
-
-    `config.selection`: "holdout" chooses the best epoch (and early stopping, and the temperature) on a held-out slice
-    of train and evaluates the chosen model on the validation split once; "dev" chooses on the validation split."""
-    config = replace(config or TrainConfig(), **overrides)
-    started = time.time()
-    args = training_arguments(config)
-    # Several processes (`accelerate launch`, torchrun) train one model: the main process checks the checkpoints
-    # (and removes a half-written one) before the others look, and only it writes files.
-    with args.main_process_first(desc="checking checkpoints"):
-        resume_from = _check_resumable(config)
-    is_main = args.process_index == 0
-    if "wandb" in config.report_targets:
-        os.environ.setdefault("WANDB_MODE", "offline")  # no account needed; WANDB_MODE=online to sync
-        os.environ["WANDB_PROJECT"] = config.wandb_project
-    set_seed(config.seed)
-
-    on_holdout = config.selection == "holdout"
-    data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
-                      holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
-    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
-                                     fast_dropout=config.fast_dropout)
-    encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
-    select_split = "holdout" if on_holdout else "validation"
-    select_order, select_sorted = _length_sorted(encoded[select_split])
-
-    if is_main:
-        config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(config.checkpoint_dir/"train_config.json", asdict(config))
-    recorder = EvalRecorder()
-    extra = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
-    trainer = BoolQTrainer(model=model, args=args, train_dataset=encoded["train"],
-                           eval_dataset=select_sorted, data_collator=make_collator(tokenizer),
-                           processing_class=tokenizer, compute_metrics=recorder.compute_metrics,
-                           callbacks=[recorder, *extra, *(callbacks or [])])
-    trainer.layerwise_lr_decay = config.layerwise_lr_decay
-    if resume_from:
-        logger.warning("resuming %s from %s", config.run_name, resume_from)
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
-
-    # The best model is loaded; its predictions were recorded at its evaluation unless that happened before a resume.
+# %% ../nbs/03_train.ipynb
+def _chosen_probabilities(trainer, recorder: EvalRecorder, encoded, select_split: str) -> dict:
+    "P(yes) of the loaded best model on the selection split and on validation, in dataset order, and eval speed."
     best_step = trainer.state.best_global_step
     best_eval = next((h for h in trainer.state.log_history if h.get("step") == best_step and "eval_accuracy" in h), {})
+    select_order, select_sorted = _length_sorted(encoded[select_split])
     select_sorted_probs = recorder.probabilities_by_step.get(best_step)
     if select_sorted_probs is None:
         select_sorted_probs = probability_yes(trainer.predict(select_sorted).predictions)
-    select_probabilities = _unsort(select_order, select_sorted_probs)
-    select_labels = np.asarray(encoded[select_split]["labels"])
-    if on_holdout:  # the one evaluation of the chosen model on the validation split
+    chosen = {"best_step": best_step, "best_eval": best_eval,
+              "selection": _unsort(select_order, select_sorted_probs)}
+    if select_split == "holdout":
         eval_order, eval_sorted = _length_sorted(encoded["validation"])
         dev_prediction = trainer.predict(eval_sorted)
-        probabilities = _unsort(eval_order, probability_yes(dev_prediction.predictions))
-        eval_speed = dev_prediction.metrics.get("test_samples_per_second")
+        chosen["validation"] = _unsort(eval_order, probability_yes(dev_prediction.predictions))
+        chosen["eval_speed"] = dev_prediction.metrics.get("test_samples_per_second")
     else:
-        probabilities = select_probabilities
+        chosen["validation"] = chosen["selection"]
         # None (JSON null, not NaN) when the best evaluation happened before a resume and its log is gone
-        eval_speed = best_eval.get("eval_samples_per_second")
-    labels = np.asarray(encoded["validation"]["labels"])
-    metrics = classification_metrics(labels, probabilities >= 0.5)
-    metrics["ece"] = expected_calibration_error(labels, probabilities)
+        chosen["eval_speed"] = best_eval.get("eval_samples_per_second")
+    return chosen
+
+# %% ../nbs/03_train.ipynb
+def _calibrate(labels, probabilities, select_labels, select_probabilities, on_holdout: bool) -> tuple[dict, np.ndarray | None]:
+    "ECE, the fitted temperature and the scaled ECE on validation, and the scaled probabilities (None: not fitted)."
+    metrics = {"ece": expected_calibration_error(labels, probabilities)}
     scaled = None
     if on_holdout and len(select_labels) >= 2:  # fitted on the slice, measured on validation: no cross-fitting needed
         metrics["temperature"] = fit_temperature(select_labels, select_probabilities)
@@ -402,56 +452,136 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
         scaled = scaling.cross_fitted
     else:  # too few examples to fit and check a temperature: the model keeps the plain softmax
         metrics["temperature"], metrics["ece_temperature_scaled"] = 1.0, None
-    calibrated = rescale_probabilities(probabilities, metrics["temperature"])
-    if metrics["collapsed"]:
-        warnings.warn(collapse_warning(metrics), stacklevel=2)
+    return metrics, scaled
 
-    selection_metrics = classification_metrics(select_labels, select_probabilities >= 0.5)
+# %% ../nbs/03_train.ipynb
+RUN_FILES = ("calibration.png", "confusion_matrix.png", "learning_curves.png", "metrics.json", "predictions.jsonl")
+
+def _write_run(config: TrainConfig, report: dict, labels, probabilities, calibrated, scaled, log_history: list,
+               selection_baseline: float) -> Path:
+    "Write predictions, plots and metrics into a fresh `config.run_dir`, replacing the old folder whole."
+    select_split = report["protocol"]["selected_on"]
+    with atomic_directory(config.run_dir) as staging:
+        atomic_write_text(staging/"predictions.jsonl", "".join(
+            json.dumps({"index": i, "label": int(y), "probability_yes": round(float(p), 6),
+                        "probability_yes_calibrated": round(float(q), 6)}) + "\n"
+            for i, (y, p, q) in enumerate(zip(labels, probabilities, calibrated))))
+        plot_learning_curves(log_history, selection_baseline, staging/"learning_curves.png",
+                             evaluated_on=f"{select_split} (selection)")
+        plot_confusion_matrix(report["confusion_matrix"], staging/"confusion_matrix.png",
+                              title=f"{config.run_name}: validation (n={len(labels)})")
+        plot_reliability(labels, probabilities, staging/"calibration.png", title=config.run_name, scaled=scaled)
+        atomic_write_json(staging/"metrics.json", report)  # last: its presence means the run finished
+    return config.run_dir
+
+# %% ../nbs/03_train.ipynb
+def _run_report(config: TrainConfig, encoded, chosen: dict, metrics: dict, log_history: list, state, train_output,
+                precision: str, started: float, world_size: int, resume_from: str | None, dev_curve) -> dict:
+    "Everything `metrics.json` records about a finished run."
+    on_holdout, select_split = config.selection == "holdout", ("holdout" if config.selection == "holdout" else "validation")
+    select_labels = np.asarray(encoded[select_split]["labels"])
+    selection_metrics = classification_metrics(select_labels, chosen["selection"] >= 0.5)
     protocol = {"selection": config.selection, "selected_on": select_split, "n_selection": len(select_labels),
                 "holdout_fraction": config.holdout_fraction if on_holdout else None,
                 "temperature_fitted_on": select_split + ("" if on_holdout else " (cross-fitted ECE)"),
-                "validation_evaluations": 1 if on_holdout else len(_epoch_table(trainer.state.log_history))}
-    n_train = len(encoded["train"])
-    report = {
+                "validation_evaluations": (1 + (len(dev_curve.rows) if dev_curve else 0)) if on_holdout
+                                          else len(_epoch_table(log_history))}
+    return {
         "run_name": config.run_name, "backbone": config.backbone, "data_source": resolve_source(config.data_source),
-        "n_train": n_train, "n_eval": len(labels), "protocol": protocol, **metrics,
+        "n_train": len(encoded["train"]), "n_eval": len(encoded["validation"]), "protocol": protocol, **metrics,
         "accuracy_over_baseline": metrics["accuracy"] - metrics["majority_baseline"],
         "recall_no": metrics["per_class"]["no"]["recall"],
         "selection": {"split": select_split, "n": len(select_labels),
-                      "ece": expected_calibration_error(select_labels, select_probabilities),
+                      "ece": expected_calibration_error(select_labels, chosen["selection"]),
                       **{k: selection_metrics[k] for k in _SCALAR_METRICS},
                       "recall_no": selection_metrics["per_class"]["no"]["recall"]},
-        "epochs": _epoch_table(trainer.state.log_history),
-        "best_epoch": best_eval.get("epoch"), "best_step": best_step, "global_step": trainer.state.global_step,
-        "epochs_run": trainer.state.epoch, "resumed_from": resume_from,
+        "epochs": _epoch_table(log_history), "precision": precision,
+        **({"dev_curve": dev_curve.rows} if dev_curve else {}),
+        "best_epoch": chosen["best_eval"].get("epoch"), "best_step": chosen["best_step"],
+        "global_step": state.global_step, "epochs_run": state.epoch, "resumed_from": resume_from,
         "wall_time_s": round(time.time() - started, 1),
         "train_time_s": round(train_output.metrics["train_runtime"], 1),
         "train_examples_per_s": round(train_output.metrics["train_samples_per_second"], 2),
-        "eval_examples_per_s": eval_speed,
+        "eval_examples_per_s": chosen["eval_speed"],
         "truncated_eval_share": float(np.mean(encoded["validation"]["truncated"])),
-        "parameters": asdict(config), "environment": {**_environment(), "processes": args.world_size},
+        "parameters": asdict(config), "environment": {**_environment(), "processes": world_size},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    run_dir = config.run_dir
-    if not is_main:  # every process computed the same report from gathered predictions; the main one writes it
-        trainer.accelerator.wait_for_everyone()
-        return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
-    YesNoModel(trainer.model, tokenizer, config.max_length, config.use_title, device=trainer.model.device,
-               temperature=metrics["temperature"]).save(
-        config.final_model_dir, backbone=config.backbone, training=asdict(config),
-        metrics={k: report[k] for k in ("accuracy", "f1", "majority_baseline", "n_train", "n_eval")})
-    atomic_write_text(run_dir/"predictions.jsonl", "".join(
-        json.dumps({"index": i, "label": int(y), "probability_yes": round(float(p), 6),
-                    "probability_yes_calibrated": round(float(q), 6)}) + "\n"
-        for i, (y, p, q) in enumerate(zip(labels, probabilities, calibrated))))
-    plot_learning_curves(trainer.state.log_history, selection_metrics["majority_baseline"], run_dir/"learning_curves.png",
-                         evaluated_on=f"{select_split} (selection)")
-    plot_confusion_matrix(metrics["confusion_matrix"], run_dir/"confusion_matrix.png",
-                          title=f"{config.run_name}: validation (n={len(labels)})")
-    plot_reliability(labels, probabilities, run_dir/"calibration.png", title=config.run_name, scaled=scaled)
-    atomic_write_json(run_dir/"metrics.json", report)  # last: its presence means the run finished
+
+# %% ../nbs/03_train.ipynb
+def _trainer(config: TrainConfig, args, model, tokenizer, encoded, select_split: str, callbacks: list):
+    "The `BoolQTrainer` for a run, with its evaluation recorder, progress lines and (if asked) dev curve."
+    recorder = EvalRecorder()
+    progress = [ProgressPrinter(config.progress_seconds, "held-out slice" if select_split == "holdout" else "dev")
+                ] if config.progress_seconds else []
+    dev_curve = DevCurve(_length_sorted(encoded["validation"])[1]) if config.dev_curve and select_split == "holdout" else None
+    extra = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
+    trainer = BoolQTrainer(model=model, args=args, train_dataset=encoded["train"],
+                           eval_dataset=_length_sorted(encoded[select_split])[1], data_collator=make_collator(tokenizer),
+                           processing_class=tokenizer, compute_metrics=recorder.compute_metrics,
+                           callbacks=[recorder, *progress, *([dev_curve] if dev_curve else []), *extra, *callbacks])
+    trainer.layerwise_lr_decay = config.layerwise_lr_decay
+    if dev_curve:
+        dev_curve.trainer = trainer
+    return trainer, recorder, dev_curve
+
+# %% ../nbs/03_train.ipynb
+def train(config: TrainConfig | None = None, callbacks: list | None = None, **overrides) -> TrainResult:
+    """Fine-tune `config.backbone` on BoolQ; write metrics and plots to `runs/<run_name>/` and the model to `models/`.
+
+    `config.selection`: "holdout" chooses the best epoch (and early stopping, and the temperature) on a held-out slice
+    of train and evaluates the chosen model on the validation split once; "dev" chooses on the validation split."""
+    config, started = replace(config or TrainConfig(), **overrides), time.time()
+    args = training_arguments(config)
+    precision = resolve_precision(config.precision, args.device)
+    # Several processes (`accelerate launch`, torchrun) train one model: the main process checks the checkpoints
+    # (and removes a half-written one) before the others look, and only it writes files.
+    with args.main_process_first(desc="checking checkpoints"):
+        resume_from = _check_resumable(config)
+    is_main = args.process_index == 0
+    if "wandb" in config.report_targets:
+        os.environ.setdefault("WANDB_MODE", "offline")  # no account needed; WANDB_MODE=online to sync
+        os.environ["WANDB_PROJECT"] = config.wandb_project
+    set_seed(config.seed)
+
+    on_holdout = config.selection == "holdout"
+    select_split = "holdout" if on_holdout else "validation"
+    data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
+                      holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
+    model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
+                                     fast_dropout=config.fast_dropout)
+    if precision == "bf16" and args.device.type == "cpu" and config.attention_dropout == 0:
+        # PyTorch's fused CPU attention has a slow bfloat16 backward (40 % of a MiniLM step); attention as plain
+        # matrix products runs on the same bfloat16 units as the rest (bench/train_speed.py measures both).
+        model.set_attn_implementation("eager")
+    encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
+    if is_main:
+        config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config.checkpoint_dir/"train_config.json", asdict(config))
+    trainer, recorder, dev_curve = _trainer(config, args, model, tokenizer, encoded, select_split, callbacks or [])
+    if resume_from:
+        logger.warning("resuming %s from %s", config.run_name, resume_from)
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
+
+    chosen = _chosen_probabilities(trainer, recorder, encoded, select_split)
+    labels, probabilities = np.asarray(encoded["validation"]["labels"]), chosen["validation"]
+    select_labels = np.asarray(encoded[select_split]["labels"])
+    metrics = classification_metrics(labels, probabilities >= 0.5)
+    calibration, scaled = _calibrate(labels, probabilities, select_labels, chosen["selection"], on_holdout)
+    metrics.update(calibration)
+    if metrics["collapsed"]:
+        warnings.warn(collapse_warning(metrics), stacklevel=2)
+    report = _run_report(config, encoded, chosen, metrics, trainer.state.log_history, trainer.state, train_output,
+                         precision, started, args.world_size, resume_from, dev_curve)
+    if is_main:  # every process computed the same report from gathered predictions; the main one writes
+        YesNoModel(trainer.model, tokenizer, config.max_length, config.use_title, device=trainer.model.device,
+                   temperature=metrics["temperature"], precision=precision).save(
+            config.final_model_dir, backbone=config.backbone, training=asdict(config),
+            metrics={k: report[k] for k in ("accuracy", "f1", "majority_baseline", "n_train", "n_eval")})
+        _write_run(config, report, labels, probabilities, rescale_probabilities(probabilities, metrics["temperature"]),
+                   scaled, trainer.state.log_history, report["selection"]["majority_baseline"])
     trainer.accelerator.wait_for_everyone()
-    return TrainResult(report, run_dir, config.final_model_dir, trainer.state.log_history)
+    return TrainResult(report, config.run_dir, config.final_model_dir, trainer.state.log_history)
 
 # %% ../nbs/03_train.ipynb
 SEED_SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "ece")
@@ -506,16 +636,19 @@ def write_seed_summary(path: str | os.PathLike, metrics_files: list[str | os.Pat
 
 # %% ../nbs/03_train.ipynb
 def add_config_arguments(parser: argparse.ArgumentParser, config_class) -> argparse.ArgumentParser:
-    "`-f` parameter files plus one `--flag` per field of the dataclass `config_class` (values coerced by the class)."
+    """`-f` parameter files plus one `--flag` per field of the dataclass `config_class` (values coerced by the class);
+    each flag's help is its field's comment (`docments`) and default, the words of the notebook's parameters cell."""
     parser.add_argument("-f", "--parameters", action="append", default=[], metavar="YAML",
                         help="papermill-style parameter file; may be repeated, later files win")
+    explained = docments(config_class)
     for f in fields(config_class):
-        flag = "--" + f.name.replace("_", "-")
+        flag, text = "--" + f.name.replace("_", "-"), f"{explained.get(f.name) or f.name.replace('_', ' ')} (default: {f.default})"
         if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=text.replace("%", "%%"))
         else:
             parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=f.type.split()[0].upper(),
-                                help=f"default: {f.default}")
+                                help=text.replace("%", "%%"))
     return parser
 
 def build_parser() -> argparse.ArgumentParser:
