@@ -107,7 +107,7 @@ def usage_section(report: dict) -> str:
     folder = f"models/{report['run_name']}/model" if report.get("run_name") else "path/to/model"
     return f"""Intended for answering yes/no questions about an English passage of encyclopedic text, and for
 studying fine-tuning on BoolQ. `{folder}` below is this folder: `save_pretrained` layout plus `boolq_nb.json`
-(input length, title use, head, temperature), which `YesNoModel.load` reads (`pip install boolq_nb`).
+(input length, title use, head, temperature), which boolq_nb's `YesNoModel.load` reads.
 
 ```python
 from boolq_nb.model import YesNoModel
