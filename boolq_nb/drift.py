@@ -529,14 +529,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--monitor", help="saved monitor folder (default model: its parent folder)")
     parser.add_argument("--batch-size", type=int, default=100, help="pairs per test (default: 100)")
     parser.add_argument("--reference-size", type=int, default=500, help="reference pairs used (default: 500)")
-    parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--n-perm", type=int, default=500)
-    parser.add_argument("--pca-dims", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    saved = "; with --monitor, the saved monitor's"
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help=f"significance level: a batch with a p-value at most this is flagged (default: 0.05{saved})")
+    parser.add_argument("--n-perm", type=int, default=500,
+                        help=f"permutations per p-value, at least 1/alpha (default: 500{saved})")
+    parser.add_argument("--pca-dims", type=int, default=None,
+                        help=f"test on this many PCA dimensions of the features (default: all of them{saved})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help=f"seed of the reference sample and of the permutations (default: 0{saved})")
     parser.add_argument("--save-monitor", action="store_true", help="save the fitted monitor to MODEL/drift/")
     parser.add_argument("--fail-on-drift", action="store_true", help="exit with status 1 when a batch is flagged")
     return parser
 
+# %% ../nbs/05_drift.ipynb
 def run_drift(args: argparse.Namespace) -> dict:
     if args.monitor:
         if len(args.files) != 1:

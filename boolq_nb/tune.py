@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['logger', 'TuneConfig', 'default_params', 'suggest_params', 'PruneOnEvaluation', 'StudyStorageError', 'open_storage',
-           'open_study', 'run_study', 'plot_study', 'best_param_file', 'write_study_report', 'build_parser', 'main']
+           'open_study', 'TrialProgress', 'run_study', 'plot_study', 'best_param_file', 'study_summary',
+           'write_study_report', 'build_parser', 'main']
 
 # %% ../nbs/04_tune.ipynb
 _PRUNERS = ("median", "halving", "none")
@@ -52,42 +53,42 @@ def _choices(name: str, value, number: type = int) -> str:
 # %% ../nbs/04_tune.ipynb
 @dataclass
 class TuneConfig:
-    "Every parameter of a study (see the parameters cell of `04_tune` for what each one means)."
-    study_name: str = "tune"
-    backbone: str = "minilm"
-    data_source: str | None = None
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_length: int = 256
-    use_title: bool = True
-    pooling: str = "cls"
-    attention_dropout: float | None = None
-    fast_dropout: bool = False
-    seed: int = 42
-    eval_batch_size: int = 64
-    n_trials: int = 20
-    timeout: float | None = None
-    storage: str | None = None
-    sampler_seed: int | None = 42
-    pruner: str = "median"
-    pruner_startup_trials: int = 2
-    pruner_warmup_epochs: int = 1
-    learning_rate_min: float = 1e-5
-    learning_rate_max: float = 1e-4
-    batch_sizes: str = "8,16,32"
-    epochs_min: int = 1
-    epochs_max: int = 4
-    warmup_ratio_max: float = 0.2
-    weight_decay_max: float = 0.1
-    max_lengths: str = ""
-    layerwise_lr_decays: str = ""
-    output_dir: str = "runs"
-    model_dir: str = "models"
-    report_to: str = "wandb"
-    wandb_project: str = "boolq_nb"
-    heartbeat_interval: int = 60
-    grace_period: int = 180
-    keep_models: bool = False
+    "Every parameter of a study; each field's comment is its meaning (the parameters cell's, `boolq-tune --help`'s)."
+    study_name: str = "tune"                # runs/<study_name>/ and models/<study_name>/; the same name continues it
+    backbone: str = "minilm"                # hub id, local folder, or offline alias (minilm)
+    data_source: str | None = None          # hub id, local folder, or None for $BOOLQ_DATA_DIR, else google/boolq
+    max_train_samples: int | None = None    # a seeded subset of train per trial; None: all
+    max_eval_samples: int | None = None     # a seeded subset of validation per trial; None: all
+    max_length: int = 256                   # tokens per pair, unless max_lengths is searched
+    use_title: bool = True                  # every trial prefixes each passage with its Wikipedia title
+    pooling: str = "cls"                    # classifier head of every trial: "cls" (first token) or "mean" (02_model)
+    attention_dropout: float | None = None  # every trial's attention dropout; None: the backbone's, 0 trains faster
+    fast_dropout: bool = False              # every trial draws CPU dropout masks four per random number (03_train)
+    seed: int = 42                          # training seed of every trial
+    eval_batch_size: int = 64               # pairs per evaluation batch (speed and memory only)
+    n_trials: int = 20                      # trials in the whole study, over all workers
+    timeout: float | None = None            # seconds this worker may start new trials for; None: no limit
+    storage: str | None = None              # SQLAlchemy URL; None: sqlite file runs/<study_name>/study.db
+    sampler_seed: int | None = 42           # TPE sampler seed (exactly reproducible with a single worker)
+    pruner: str = "median"                  # "median", "halving" (successive halving) or "none"
+    pruner_startup_trials: int = 2          # median pruner: trials that finish before any is pruned
+    pruner_warmup_epochs: int = 1           # epochs before a trial may be pruned (after one, all may still say "yes")
+    learning_rate_min: float = 1e-5         # lowest learning rate searched (log-uniform up to learning_rate_max)
+    learning_rate_max: float = 1e-4         # highest learning rate searched
+    batch_sizes: str = "8,16,32"            # training batch sizes searched, comma-separated
+    epochs_min: int = 1                     # fewest epochs a trial trains for
+    epochs_max: int = 4                     # most epochs a trial trains for
+    warmup_ratio_max: float = 0.2           # largest warmup share searched (uniform from 0)
+    weight_decay_max: float = 0.1           # largest weight decay searched (uniform from 0)
+    max_lengths: str = ""                   # e.g. "128,256" to search max_length; empty: fixed at max_length
+    layerwise_lr_decays: str = ""           # e.g. "1.0,0.9,0.8" to search layer-wise learning-rate decay; empty: off
+    output_dir: str = "runs"                # results: <output_dir>/<study_name>/ (summary, best.yaml, trials, plots)
+    model_dir: str = "models"               # trial checkpoints and kept models: <model_dir>/<study_name>/trials/
+    report_to: str = "wandb"                # "wandb" (offline by default) or "none"
+    wandb_project: str = "boolq_nb"         # Weights & Biases project of the trials' runs and the study's run
+    heartbeat_interval: int = 60            # seconds between a running trial's heartbeats
+    grace_period: int = 180                 # seconds without a heartbeat before a trial counts as dead
+    keep_models: bool = False               # keep every trial's model under models/<study_name>/trials/ (disk!)
 
     def __post_init__(self):
         self.batch_sizes = _choices("batch_sizes", self.batch_sizes)
@@ -95,37 +96,7 @@ class TuneConfig:
         self.layerwise_lr_decays = _choices("layerwise_lr_decays", self.layerwise_lr_decays, float)
         for f in fields(self):
             setattr(self, f.name, coerce_param(f.name, getattr(self, f.name), f.type))
-        checks = [
-            (re.fullmatch(r"[\w.-]+", self.study_name) is not None, "study_name",
-             "letters, digits, '.', '-' and '_' only"),
-            (self.n_trials >= 1, "n_trials", "at least 1"),
-            (self.timeout is None or self.timeout > 0, "timeout", "positive or None"),
-            (self.pruner in _PRUNERS, "pruner", f"one of {list(_PRUNERS)}"),
-            (self.pruner_startup_trials >= 0, "pruner_startup_trials", "non-negative"),
-            (self.pruner_warmup_epochs >= 0, "pruner_warmup_epochs", "non-negative"),
-            (0 < self.learning_rate_min <= self.learning_rate_max, "learning_rate_min/learning_rate_max",
-             "positive with min <= max"),
-            (bool(self.batch_size_choices) and min(self.batch_size_choices) >= 1, "batch_sizes",
-             "a non-empty list of positive integers"),
-            (1 <= self.epochs_min <= self.epochs_max, "epochs_min/epochs_max", "at least 1 with min <= max"),
-            (0 <= self.warmup_ratio_max < 1, "warmup_ratio_max", "in [0, 1)"),
-            (self.weight_decay_max >= 0, "weight_decay_max", "non-negative"),
-            (all(n >= 16 for n in self.max_length_choices), "max_lengths", "integers of at least 16"),
-            (all(0 < d <= 1 for d in self.layerwise_lr_decay_choices), "layerwise_lr_decays", "numbers in (0, 1]"),
-            (self.heartbeat_interval >= 1 and self.grace_period > self.heartbeat_interval,
-             "heartbeat_interval/grace_period", "at least 1 second, with grace_period > heartbeat_interval"),
-        ]
-        for ok, name, rule in checks:
-            if not ok:
-                raise ValueError(f"parameter '{name}' must be {rule}; got "
-                                 f"{', '.join(repr(getattr(self, n)) for n in name.split('/'))}")
-        # Builds a TrainConfig for the default trial: checks study_name, backbone options, report_to, ... the
-        # same way a training run does, before anything is trained.
-        self.train_config("default", default_params(self))
-        outside = [f"{k}={v!r}" for k, v in default_params(self).items() if not _in_space(self, k, v)]
-        if outside:
-            raise ValueError(f"the default training settings {', '.join(outside)} lie outside the search space; "
-                             "widen it so that the default trial is one of the study's trials")
+        self.check()  # below, once the search space and the trials' settings are defined
 
 # %% ../nbs/04_tune.ipynb
 @patch(as_prop=True)
@@ -140,6 +111,7 @@ def max_length_choices(self: TuneConfig) -> list[int]:
 def layerwise_lr_decay_choices(self: TuneConfig) -> list[float]:
     return [float(v) for v in self.layerwise_lr_decays.split(",") if v]
 
+# %% ../nbs/04_tune.ipynb
 @patch(as_prop=True)
 def study_dir(self: TuneConfig) -> Path:
     return Path(self.output_dir)/self.study_name
@@ -148,6 +120,7 @@ def study_dir(self: TuneConfig) -> Path:
 def storage_url(self: TuneConfig) -> str:
     return self.storage or f"sqlite:///{(self.study_dir/'study.db').resolve()}"
 
+# %% ../nbs/04_tune.ipynb
 @patch
 def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
     "The `TrainConfig` of the trial `run_name` with searched `params`."
@@ -161,6 +134,7 @@ def train_config(self: TuneConfig, run_name: str, params: dict) -> TrainConfig:
         report_to=self.report_to, wandb_project=self.wandb_project, resume=False)
     return TrainConfig(**{**fixed, **params, "epochs": float(params["epochs"])})
 
+# %% ../nbs/04_tune.ipynb
 @patch
 def study_settings(self: TuneConfig) -> dict:
     "What every worker of one study must agree on: data, backbone and search space."
@@ -170,6 +144,7 @@ def study_settings(self: TuneConfig) -> dict:
              "layerwise_lr_decays")
     return {n: getattr(self, n) for n in names}
 
+# %% ../nbs/04_tune.ipynb
 def default_params(config: TuneConfig) -> dict:
     "The searched parameters at `TrainConfig`'s defaults (and the study's `max_length`): the reference trial."
     defaults = TrainConfig()
@@ -182,6 +157,7 @@ def default_params(config: TuneConfig) -> dict:
         params["layerwise_lr_decay"] = defaults.layerwise_lr_decay
     return params
 
+# %% ../nbs/04_tune.ipynb
 def _in_space(config: TuneConfig, name: str, value) -> bool:
     return {"learning_rate": config.learning_rate_min <= value <= config.learning_rate_max,
             "batch_size": value in config.batch_size_choices,
@@ -190,6 +166,42 @@ def _in_space(config: TuneConfig, name: str, value) -> bool:
             "weight_decay": 0 <= value <= config.weight_decay_max,
             "max_length": value in config.max_length_choices,
             "layerwise_lr_decay": value in config.layerwise_lr_decay_choices}[name]
+
+# %% ../nbs/04_tune.ipynb
+@patch
+def check(self: TuneConfig) -> None:
+    "Raise `ValueError` naming the first parameter with a bad value, or a default trial outside the search space."
+    checks = [
+        (re.fullmatch(r"[\w.-]+", self.study_name) is not None, "study_name",
+         "letters, digits, '.', '-' and '_' only"),
+        (self.n_trials >= 1, "n_trials", "at least 1"),
+        (self.timeout is None or self.timeout > 0, "timeout", "positive or None"),
+        (self.pruner in _PRUNERS, "pruner", f"one of {list(_PRUNERS)}"),
+        (self.pruner_startup_trials >= 0, "pruner_startup_trials", "non-negative"),
+        (self.pruner_warmup_epochs >= 0, "pruner_warmup_epochs", "non-negative"),
+        (0 < self.learning_rate_min <= self.learning_rate_max, "learning_rate_min/learning_rate_max",
+         "positive with min <= max"),
+        (bool(self.batch_size_choices) and min(self.batch_size_choices) >= 1, "batch_sizes",
+         "a non-empty list of positive integers"),
+        (1 <= self.epochs_min <= self.epochs_max, "epochs_min/epochs_max", "at least 1 with min <= max"),
+        (0 <= self.warmup_ratio_max < 1, "warmup_ratio_max", "in [0, 1)"),
+        (self.weight_decay_max >= 0, "weight_decay_max", "non-negative"),
+        (all(n >= 16 for n in self.max_length_choices), "max_lengths", "integers of at least 16"),
+        (all(0 < d <= 1 for d in self.layerwise_lr_decay_choices), "layerwise_lr_decays", "numbers in (0, 1]"),
+        (self.heartbeat_interval >= 1 and self.grace_period > self.heartbeat_interval,
+         "heartbeat_interval/grace_period", "at least 1 second, with grace_period > heartbeat_interval"),
+    ]
+    for ok, name, rule in checks:
+        if not ok:
+            raise ValueError(f"parameter '{name}' must be {rule}; got "
+                             f"{', '.join(repr(getattr(self, n)) for n in name.split('/'))}")
+    # Builds a TrainConfig for the default trial: checks study_name, backbone options, report_to, ... the
+    # same way a training run does, before anything is trained.
+    self.train_config("default", default_params(self))
+    outside = [f"{k}={v!r}" for k, v in default_params(self).items() if not _in_space(self, k, v)]
+    if outside:
+        raise ValueError(f"the default training settings {', '.join(outside)} lie outside the search space; "
+                         "widen it so that the default trial is one of the study's trials")
 
 # %% ../nbs/04_tune.ipynb
 def suggest_params(trial: optuna.Trial, config: TuneConfig) -> dict:
@@ -388,12 +400,44 @@ def _objective(study: optuna.Study, config: TuneConfig):
 
     return objective
 
+# %% ../nbs/04_tune.ipynb
 def _finish_wandb_run():
     "Close the trial's wandb run: the Trainer reuses an open run, which would put the next trial into this one."
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
 
+# %% ../nbs/04_tune.ipynb
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+class TrialProgress:
+    "Optuna callback: print one line per trial this worker finishes: score, best so far, time spent and left."
+
+    def __init__(self, n_trials: int, finished_before: int = 0):
+        self.n_trials, self.finished_before, self.started = n_trials, finished_before, time.time()
+
+    def line(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+        finished, elapsed = _count(study, _FINISHED), time.time() - self.started
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            epoch = max(trial.intermediate_values)
+            outcome = f"pruned after epoch {epoch} at {trial.intermediate_values[epoch]:.4f}"
+        else:
+            outcome = f"score {trial.value:.4f}" if trial.state == TrialState.COMPLETE else trial.state.name.lower()
+        best = max(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value, default=None)
+        finished_since_start = finished - self.finished_before
+        left = (f"about {_clock(elapsed / finished_since_start * max(0, self.n_trials - finished))} left"
+                if finished_since_start > 0 else "time left unknown")
+        return (f"trial {trial.number} ({finished} of {self.n_trials} finished): {outcome}; "
+                + (f"best {best.value:.4f} (trial {best.number})" if best else "no complete trial yet")
+                + f"; elapsed {_clock(elapsed)}, {left}")
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not trial.user_attrs.get("surplus"):  # closed before it trained: nothing to report
+            print(self.line(study, trial), flush=True)
+
+# %% ../nbs/04_tune.ipynb
 def run_study(config: TuneConfig) -> dict:
     "Run (or join, or continue) the study of `config` as one worker; write and return its summary."
     study = open_study(config)
@@ -401,6 +445,7 @@ def run_study(config: TuneConfig) -> dict:
         os.environ["WANDB_RUN_GROUP"] = config.study_name  # each trial's run, grouped by study
     objective = _objective(study, config)
     stop_when_taken = MaxTrialsCallback(config.n_trials, states=_TAKEN)
+    progress = TrialProgress(config.n_trials, finished_before=_count(study, _FINISHED))
     deadline = None if config.timeout is None else time.time() + config.timeout
     while _count(study, _FINISHED) < config.n_trials:
         left = None if deadline is None else deadline - time.time()
@@ -408,7 +453,7 @@ def run_study(config: TuneConfig) -> dict:
             logger.warning("timeout: this worker stops starting trials")
             break
         if _count(study, (TrialState.WAITING,)) or _count(study, _TAKEN) < config.n_trials:
-            study.optimize(objective, timeout=left, callbacks=[stop_when_taken], catch=(_SurplusTrial,),
+            study.optimize(objective, timeout=left, callbacks=[stop_when_taken, progress], catch=(_SurplusTrial,),
                            gc_after_trial=True)
         else:
             # Every remaining trial runs in another worker: wait until it finishes, or until its worker is found
@@ -465,6 +510,7 @@ def _trial_row(t: optuna.trial.FrozenTrial) -> dict:
             "duration_s": round(t.duration.total_seconds(), 1) if t.duration else None,
             "retry_of": t.system_attrs.get("failed_trial")}
 
+# %% ../nbs/04_tune.ipynb
 def best_param_file(study: optuna.Study, config: TuneConfig, path: str | os.PathLike) -> Path:
     "Write the best trial's full training settings as a `03_train` parameter file, checked by `load_param_file`."
     best = study.best_trial
@@ -482,22 +528,17 @@ def best_param_file(study: optuna.Study, config: TuneConfig, path: str | os.Path
     TrainConfig(**load_param_file(path))  # the file 03_train will read: known names, valid values
     return path
 
-def write_study_report(study: optuna.Study, config: TuneConfig) -> dict:
-    "Write summary.json, best.yaml, trials.csv and the plots of `study` to `runs/<study>/`; return the summary."
-    import pandas as pd
-    folder = config.study_dir
+# %% ../nbs/04_tune.ipynb
+def study_summary(study: optuna.Study, config: TuneConfig, plots: dict, skipped: dict) -> dict:
+    "The study in numbers: trials by state, best and default trial, the compute pruning saved, plots, settings."
     trials = study.get_trials(deepcopy=False)
-    rows = [_trial_row(t) for t in trials]
-    with atomic_path(folder/"trials.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     complete, pruned = by_state[TrialState.COMPLETE], by_state[TrialState.PRUNED]
     default = next((t for t in complete if t.user_attrs.get("default")), None)
     finished = complete + pruned
     steps_planned = sum(t.user_attrs.get("steps_planned", 0) for t in finished)
     steps_run = sum(t.user_attrs.get("steps_run", 0) for t in finished)
-    plots, skipped = plot_study(study, folder)
-    summary = {
+    return {
         "study_name": config.study_name, "storage": _redacted(config.storage_url),
         "n_trials": len(finished), "n_trials_requested": config.n_trials,
         "n_complete": len(complete), "n_pruned": len(pruned),
@@ -518,13 +559,26 @@ def write_study_report(study: optuna.Study, config: TuneConfig) -> dict:
         "plots": {k: str(v) for k, v in plots.items()}, "plots_skipped": skipped,
         "settings": asdict(config), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    if complete:
+
+# %% ../nbs/04_tune.ipynb
+def write_study_report(study: optuna.Study, config: TuneConfig) -> dict:
+    "Write summary.json, best.yaml, trials.csv and the plots of `study` to `runs/<study>/`; return the summary."
+    import pandas as pd
+    folder = config.study_dir
+    trials = study.get_trials(deepcopy=False)
+    rows = [_trial_row(t) for t in trials]
+    with atomic_path(folder/"trials.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    plots, skipped = plot_study(study, folder)
+    summary = study_summary(study, config, plots, skipped)
+    if summary["n_complete"]:
         summary["best_yaml"] = str(best_param_file(study, config, folder/"best.yaml"))
     atomic_write_json(folder/"summary.json", summary)
     if "wandb" in config.report_to:
         _log_study_to_wandb(config, summary, rows, plots)
     return summary
 
+# %% ../nbs/04_tune.ipynb
 def _log_study_to_wandb(config: TuneConfig, summary: dict, rows: list[dict], plots: dict) -> None:
     "One wandb run per study (in the trials' group) with the study plots, the trials table and the summary."
     import wandb

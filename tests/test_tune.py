@@ -1,6 +1,7 @@
 """boolq-tune: workers sharing one study (SQLite, PostgreSQL), a killed worker, and bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 POSTGRES_URL = os.environ.get("BOOLQ_TEST_POSTGRES_URL")  # e.g. postgresql://boolq:boolq@localhost:5432/boolq_test
 # One thread per worker: two workers on two busy cores, each with a spinning thread pool, run many times slower.
 WORKER_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# One line per finished trial: "trial 2 (3 of 3 finished): score 0.5625; best 0.6250 (trial 0); elapsed 0:00:05, ..."
+PROGRESS = re.compile(r"trial (\d+) \(\d+ of \d+ finished\): (?:score|pruned after epoch \d+ at) [\d.]+; "
+                      r"(?:best [\d.]+ \(trial \d+\)|no complete trial yet); elapsed \d+:\d\d:\d\d, "
+                      r"(?:about \d+:\d\d:\d\d left|time left unknown)")
 
 
 def _tune_args(tiny_assets, tmp_path, study, n_trials, storage=None):
@@ -63,6 +68,11 @@ def test_two_workers_split_one_study(tiny_assets, tmp_path, backend):
         assert w.returncode == 0, err[-3000:]
     trials = _check_study(storage or _sqlite_url(tmp_path, study), study, n_trials)
     finished = [t for t in trials if t.state in FINISHED]
+    # Each worker printed one progress line per trial it finished (none for a surplus trial), before its summary.
+    progress = [line for out, _ in outputs for line in out.splitlines() if line.startswith("trial ")]
+    assert all(PROGRESS.fullmatch(line) for line in progress), progress
+    assert sorted(int(PROGRESS.fullmatch(line).group(1)) for line in progress) == sorted(t.number for t in finished)
+    assert all(out.strip().splitlines()[-1].startswith("{") for out, _ in outputs)  # the summary comes last
     # Any extra trial is one created when both workers asked at the same moment: closed before it trained.
     assert all(t.user_attrs.get("surplus") and "run_name" not in t.user_attrs
                for t in trials if t.state == TrialState.FAIL)
