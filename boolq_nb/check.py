@@ -462,24 +462,33 @@ def run_suite(predict_proba: Callable, cases: Sequence[Case], max_examples: int 
     return results
 
 # %% ../nbs/05b_check.ipynb
-def _short(text: str, width: int = 90) -> str:
+def _short(text: str, width: int = 60) -> str:
     text = " ".join(text.split()).replace("|", "\\|")
     return text if len(text) <= width else text[:width - 1] + "…"
 
+def _edit_shown(e: dict, width: int = 60) -> str:
+    "An MFT example's question; for an edit, the edited field from just before where it departs from the base's."
+    if "base" not in e:
+        return f"{_short(e['question'], width)!r}"
+    field = next((f for f in ("question", "passage", "title") if e[f] != e["base"][f]), "question")
+    edited, base = e[field], e["base"][field]
+    start = next((i for i, (a, b) in enumerate(zip(edited, base)) if a != b), min(len(edited), len(base)))
+    start = max(0, edited.rfind(" ", 0, max(0, start - 15)) + 1) if field != "question" else 0
+    return f"{field} {'…' if start else ''}{_short(edited[start:], width)!r}"
+
 def markdown_table(results: Sequence[dict]) -> str:
-    "The results as a markdown table, then one failing example per failing test."
+    "The results as a markdown table, then the most telling failing example of each failing test."
     lines = ["| test | kind | source | n | failure rate | answer error rate |", "|---|---|---|---:|---:|---:|"]
     for r in results:
         error = "" if r["answer_error_rate"] is None else f"{r['answer_error_rate']:.1%}"
         lines.append(f"| {r['test']} | {r['kind']} | {r['source']} | {r['n']} | {r['failure_rate']:.1%} | {error} |")
     shown = [r for r in results if r["failing_examples"]]
     if shown:
-        lines += ["", "Failing examples (P(yes) of the edit, and of its base):", ""]
+        lines += ["", "Failing examples: P(yes) of the example (and of the base it edits):", ""]
     for r in shown:
         e = r["failing_examples"][0]
-        was = f" ← {_short(e['base']['question'], 60)!r}: {e['base']['p_yes']:.2f}" if "base" in e else \
-            f" (expected {'yes' if e['answer'] else 'no'})"
-        lines.append(f"- {r['kind']} {r['test']} ({r['source']}): {_short(e['question'], 60)!r}: {e['p_yes']:.2f}{was}")
+        after = f" (base {e['base']['p_yes']:.2f})" if "base" in e else f" (expected {'yes' if e['answer'] else 'no'})"
+        lines.append(f"- {r['kind']} {r['test']} ({r['source']}): {_edit_shown(e)}: {e['p_yes']:.2f}{after}")
     return "\n".join(lines)
 
 def summarize(results: Sequence[dict]) -> dict:
@@ -563,14 +572,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="BoolQ data folder whose dev split (dev.jsonl, or val.jsonl) "
                    "adds INV and DIR cases edited from labelled examples")
     p.add_argument("--output", metavar="FILE", help="write the results as JSON to FILE (atomically)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generators (default: 0)")
-    p.add_argument("--n-facts", type=int, default=8, help="facts per MFT template (default: 8)")
-    p.add_argument("--n-per-test", type=int, default=30, help="most cases per INV and DIR test (default: 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass or HTTP request (default: 32)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each HTTP request (default: 60)")
-    p.add_argument("--api-key", help="API key for --url (default: $BOOLQ_API_KEY)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the generators (default: 0)")
+    p.add_argument("--n-facts", type=int, default=8, metavar="N", help="facts per MFT template (default: 8)")
+    p.add_argument("--n-per-test", type=int, default=30, metavar="N",
+                   help="most cases per INV and DIR test (default: 30)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="pairs per forward pass or HTTP request (default: 32)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds to wait for each HTTP request (default: 60)")
+    p.add_argument("--api-key", metavar="KEY", help="API key for --url (default: $BOOLQ_API_KEY)")
     p.add_argument("--device", help="torch device for --model (default: cuda when available, else cpu)")
-    p.add_argument("--max-examples", type=int, default=3,
+    p.add_argument("--max-examples", type=int, default=3, metavar="N",
                    help="failing examples kept per test in the JSON (default: 3)")
     return p
 
