@@ -761,9 +761,9 @@ def backends_table(results_dir: str | os.PathLike) -> str:
         b = json.loads(path.read_text())  # speeds are in the file; bench/serve.py is where speed is measured
         cells = [percent(b[k]["accuracy"]) for k in ("torch", "onnx", "onnx-int8")]
         int8 = b["onnx-int8"]
-        if int8.get("onnx_file") != INT8_ONNX_FILE:  # measured with an earlier int8 export or batching
-            cells[2] += (f" (earlier int8 export `{int8['onnx_file']}`)" if int8.get("onnx_file") else
-                         " (earlier int8: one scale per matrix" + (")" if int8.get("one_item_per_pass")
+        if int8.get("onnx_file") != INT8_ONNX_FILE:  # measured with another int8 export or batching
+            cells[2] += (f" (int8 export `{int8['onnx_file']}`)" if int8.get("onnx_file") else
+                         " (int8 with one scale per matrix" + (")" if int8.get("one_item_per_pass")
                                                                   else ", whole batches of 64)"))
         gap = 100 * (int8["accuracy"] - b["torch"]["accuracy"])
         lines.append(f"| `{path.parent.name}` | " + " | ".join(cells) + f" | {gap:+.2f} points |")
