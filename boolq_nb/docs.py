@@ -193,12 +193,14 @@ def mkdocs_config(title: str, description: str, nav: list, site_url: str = "", r
 
 # %% ../nbs/08_docs.ipynb
 def runs_index_page(runs, docs: Path, root: Path, pages: dict, files: set, site_url: str = "") -> str | None:
-    "`runs/README.md` as the site's page `runs/index.html` (written into `docs`), its links relinked; None without one."
+    "`runs/README.md` as the site's page `runs/index.html` (written into `docs`, added to `pages`), its links relinked; None without one."
     index = Path(runs).resolve()/"README.md"
     if not index.is_file(): return None
-    text = relink(index.read_text(encoding="utf-8"), "runs/index.html", index.parent, root, pages, files, site_url)
+    sources = {k: v[:-len(".html")] + ".ipynb" for k, v in pages.items()}  # mkdocs links a page's source to its page
+    text = relink(index.read_text(encoding="utf-8"), "runs/index.md", index.parent, root, sources, files, site_url)
     (Path(docs)/"runs").mkdir(parents=True, exist_ok=True)
     (Path(docs)/"runs"/"index.md").write_text(text, encoding="utf-8")
+    pages[index.relative_to(Path(root).resolve()).as_posix()] = "runs/index.html"  # links to it reach the page
     return "runs/index.md"
 
 # %% ../nbs/08_docs.ipynb
@@ -227,6 +229,8 @@ def build_site(out: str | os.PathLike = "_docs", nbs: str | os.PathLike | None =
     files, nav = set(), {"Home": [], "Notebooks": [], "Results": [], "Runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp)/"docs"
+        index = runs_index_page(runs, docs, root, pages, files, site_url) if runs else None
+        if index: nav["Runs"].append({"Index": index})
         for path in notebooks + reports:
             rel = path.relative_to(root).as_posix()
             report = path in reports
@@ -241,8 +245,6 @@ def build_site(out: str | os.PathLike = "_docs", nbs: str | os.PathLike | None =
             section = ("Results" if path.name == "results.ipynb" else "Runs") if report else \
                       ("Home" if path.name == "index.ipynb" else "Notebooks")
             nav[section].append({path.stem if report else _nav_title(nb, path.stem): source})
-        index = runs_index_page(runs, docs, root, pages, files, site_url) if runs else None
-        if index: nav["Runs"].insert(0, {"Index": index})
         for rel in sorted(files):
             (docs/rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root/rel, docs/rel)
