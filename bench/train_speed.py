@@ -20,8 +20,8 @@ The batches are those a run of the default configuration trains on. The Trainer'
 training set, cuts it into megabatches of min(n / (4 x batch size), 50) batches and sorts each by length, so the
 padding of a batch depends on how many examples the run draws from: the Trainers here draw from the configuration's
 training set (--train-examples; the quickstart's 2,000 examples), and each path trains one whole megabatch (--steps;
-31 steps of 16 for 2,000 examples), whose examples are a random sample of that set. (Until stop 28 the bench drew 40
-steps from 640 examples: megabatches of 160 and more padding than any reported run carries.)
+31 steps of 16 for 2,000 examples), whose examples are a random sample of that set. (Drawing fewer examples, say 40
+steps from 640, gives megabatches of 160 and more padding than a run on the configuration's data carries.)
 
 A third run trains the project's path with the settings of the default configuration (--config, the quickstart's:
 attention_dropout 0, which lets PyTorch use its fused attention kernel, the mean-pooling head, and fast_dropout,

@@ -29,7 +29,7 @@ from nbdev.processors import (FilterDefaults, _default_exp, _show_docs, clean_ma
 # %% auto 0
 __all__ = ['EXTRA_CSS', 'page_name', 'is_show_doc', 'ShowDocs', 'doc_procs', 'show_doc_cells', 'strip_directives',
            'markdown_streams', 'plain_headings', 'site_target', 'relink', 'report_procs', 'site_notebook',
-           'mkdocs_config', 'build_site', 'main']
+           'mkdocs_config', 'runs_index_page', 'build_site', 'main']
 
 # %% ../nbs/08_docs.ipynb
 def page_name(nb_path: str | os.PathLike) -> str:
@@ -192,6 +192,18 @@ def mkdocs_config(title: str, description: str, nav: list, site_url: str = "", r
     }
 
 # %% ../nbs/08_docs.ipynb
+def runs_index_page(runs, docs: Path, root: Path, pages: dict, files: set, site_url: str = "") -> str | None:
+    "`runs/README.md` as the site's page `runs/index.html` (written into `docs`, added to `pages`), its links relinked; None without one."
+    index = Path(runs).resolve()/"README.md"
+    if not index.is_file(): return None
+    sources = {k: v[:-len(".html")] + ".ipynb" for k, v in pages.items()}  # mkdocs links a page's source to its page
+    text = relink(index.read_text(encoding="utf-8"), "runs/index.md", index.parent, root, sources, files, site_url)
+    (Path(docs)/"runs").mkdir(parents=True, exist_ok=True)
+    (Path(docs)/"runs"/"index.md").write_text(text, encoding="utf-8")
+    pages[index.relative_to(Path(root).resolve()).as_posix()] = "runs/index.html"  # links to it reach the page
+    return "runs/index.md"
+
+# %% ../nbs/08_docs.ipynb
 _MARK = ".boolq-docs"
 
 def _nav_title(nb, default: str) -> str:
@@ -217,6 +229,8 @@ def build_site(out: str | os.PathLike = "_docs", nbs: str | os.PathLike | None =
     files, nav = set(), {"Home": [], "Notebooks": [], "Results": [], "Runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp)/"docs"
+        index = runs_index_page(runs, docs, root, pages, files, site_url) if runs else None
+        if index: nav["Runs"].append({"Index": index})
         for path in notebooks + reports:
             rel = path.relative_to(root).as_posix()
             report = path in reports

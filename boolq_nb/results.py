@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from .data import load_boolq
 from .drift import mismatched_pairs
@@ -19,11 +22,18 @@ from .io import atomic_write_json, atomic_write_text
 from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 
 # %% auto 0
-__all__ = ['SUMMARY_COLUMNS', 'README_START', 'README_END', 'read_run', 'configuration_name', 'read_runs', 'configurations',
-           'dash_or', 'percent', 'minutes', 'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve',
-           'curve_table', 'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table',
-           'fuzz_table', 'full_data_table', 'scored_on_holdout', 'study_table', 'readme_results', 'results_block',
-           'update_index_results', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table']
+__all__ = ['SUMMARY_COLUMNS', 'EARLIER_DATA', 'RUNS_INDEX_HEADER', 'HEADLINE_RUNS', 'PRECISION_NAMES', 'QUICKSTART_START',
+           'QUICKSTART_END', 'BACKBONE_NAMES', 'README_START', 'README_END', 'SITE_URL', 'read_run',
+           'configuration_name', 'run_precision', 'read_runs', 'configurations', 'dash_or', 'percent', 'minutes',
+           'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
+           'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table', 'fuzz_table',
+           'full_data_table', 'scored_on_holdout', 'study_table', 'requested_parameters', 'training_configs',
+           'run_overrides', 'closest_config', 'run_command', 'notebook_command', 'runs_index', 'write_runs_index',
+           'headline_runs', 'served_accuracy', 'headline_table', 'time_to_accuracy_table', 'plot_time_to_accuracy',
+           'quickstart_summary', 'study_config', 'training_report', 'measurement_report', 'benchmark_report',
+           'results_report', 'readme_results', 'readme_quickstart', 'results_block', 'update_index_results',
+           'regenerate', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table',
+           'needs_measurement']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -41,15 +51,19 @@ def read_run(metrics_path: str | os.PathLike) -> dict:
         "epochs": parameters["epochs"], "resumed": resumed,
         "wall_min": np.nan if resumed else metrics["wall_time_s"] / 60,
         "train_examples_per_s": np.nan if resumed else metrics["train_examples_per_s"],
-        "configuration": configuration_name(parameters),
+        "precision": run_precision(metrics), "configuration": configuration_name(parameters),
     }
 
 def configuration_name(parameters: dict) -> str:
     "The settings that set a run apart from `TrainConfig`'s defaults (seed and bookkeeping aside), as one string."
     defaults = TrainConfig(run_name="defaults")
-    shown = {k: v for k, v in parameters.items()  # data and selection have columns of their own
-             if k not in SEED_IRRELEVANT | {"data_source", "selection"} and getattr(defaults, k, None) != v}
+    shown = {k: v for k, v in parameters.items()  # data, selection, precision: columns of their own
+             if k not in SEED_IRRELEVANT | {"data_source", "selection", "precision"} and getattr(defaults, k, None) != v}
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(shown.items())) or "defaults"
+
+def run_precision(metrics: dict) -> str:
+    "The precision a run trained in, 'bf16' or 'fp32' (`metrics['precision']`); runs without the key trained in float32."
+    return metrics.get("precision") or "fp32"
 
 def read_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
     "Every training run under `runs_dir`, one row each, sorted by name."
@@ -62,8 +76,8 @@ SUMMARY_COLUMNS = ("accuracy", "macro_f1", "yes_rate", "recall_no", "ece", "ece_
                    "train_examples_per_s")
 
 def configurations(runs: pd.DataFrame) -> pd.DataFrame:
-    "One row per (backbone, training size, selection, configuration): seeds, runs, and mean/std of each figure."
-    keys = ["backbone", "n_train", "selection", "configuration"]
+    "One row per (backbone, training size, precision, selection, configuration): seeds, runs, and mean/std of each figure."
+    keys = ["backbone", "n_train", "precision", "selection", "configuration"]
     rows = []
     for key, group in runs.groupby(keys, sort=False):
         row = dict(zip(keys, key), seeds=len(group), runs=list(group["run"]),
@@ -96,13 +110,13 @@ def mean_std(mean: float, std: float, digits: int = 1, scale: float = 100, unit:
 
 def configuration_table(configs: pd.DataFrame, runs_link: str = "runs") -> str:
     "A markdown table of `configurations`, one row each."
-    lines = ["| backbone | train examples | configuration | seeds | dev accuracy | macro F1 | says yes | recall on no "
+    lines = ["| backbone | train examples | precision | configuration | seeds | dev accuracy | macro F1 | says yes | recall on no "
              "| ECE → scaled | wall time | runs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in configs.itertuples():
         ece = f"{row.ece:.3f} → {row.ece_scaled:.3f}" if not np.isnan(row.ece_scaled) else f"{row.ece:.3f}"
         links = ", ".join(f"[{r}]({runs_link}/{r}/metrics.json)" for r in row.runs)
-        lines.append(f"| {row.backbone} | {row.n_train:,} | {row.configuration} | {row.seeds} "
+        lines.append(f"| {row.backbone} | {row.n_train:,} | {row.precision} | {row.configuration} | {row.seeds} "
                      f"| {mean_std(row.accuracy, row.accuracy_std)} | {row.macro_f1:.3f} | {percent(row.yes_rate)} "
                      f"| {percent(row.recall_no)} | {ece} | {minutes(row.wall_min)} | {links} |")
     return "\n".join(lines)
@@ -167,7 +181,7 @@ def train_speed_table(speed_file: str | os.PathLike) -> str:
                                  for r in rounds)
                      + f"; useful FLOP/s over the peak around each round: median "
                      f"{100 * speed['default_rounds']['median_useful_share_of_peak_around']:.1f} %.")
-    by_size = speed.get("peak_gflops_by_size")  # reports before stop 29: measured before and after the runs only
+    by_size = speed.get("peak_gflops_by_size")  # older report format: the peak measured before and after the runs only
     if by_size:  # the peak is the best of several sizes, before and after the runs: show what it was chosen from
         notes.append("Peak: the best float32 n x n matrix product, " + "; ".join(
             f"{when} the runs " + ", ".join(f"{rate:.0f} at n = {n}" for n, rate in rates.items())
@@ -179,7 +193,6 @@ def train_speed_table(speed_file: str | os.PathLike) -> str:
                   f"{evaluation['eval_batch_size']}): the Trainer's prediction {evaluation['trainer_predict_examples_per_s']:.0f} "
                   f"examples/s, `YesNoModel` inference {evaluation['yes_no_model_examples_per_s']:.0f} examples/s."]
     return "\n".join(lines)
-
 
 # %% ../nbs/07_results.ipynb
 def serving_table(serve_file: str | os.PathLike) -> str:
@@ -265,8 +278,6 @@ def plot_soak_memory(soak_files, path: str | os.PathLike) -> Path:
     return save_figure(fig, Path(path))
 
 # %% ../nbs/07_results.ipynb
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-
 def epoch_table(metrics_path: str | os.PathLike) -> str:
     "A run's evaluations during training (on its selection split), one row per epoch, and its speed."
     metrics = json.loads(Path(metrics_path).read_text())
@@ -307,7 +318,6 @@ def full_data_table(runs_dir: str | os.PathLike, runs: pd.DataFrame) -> str:
                      f"| {minutes(row.wall_min)} |")
     return "\n".join(lines)
 
-
 # %% ../nbs/07_results.ipynb
 def scored_on_holdout(study_dir: str | os.PathLike) -> bool:
     "Whether the study's trials chose their epoch on the held-out slice of train (their `metrics.json` say so)."
@@ -345,89 +355,362 @@ def study_table(study_dir: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/07_results.ipynb
-def readme_results(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | None = None) -> str:
-    "The README's results block (between `README_START` and `README_END`), made from `runs_dir` (and `fuzz_file`)."
+def requested_parameters(metrics: dict) -> dict:
+    "A run's parameters as it asked for them (`run_parameters`); `precision` missing means float32, as it trained."
+    return {**run_parameters(metrics), "precision": metrics.get("parameters", {}).get("precision", "fp32")}
+
+def _config_defaults() -> dict:
+    "The parameters a configuration file is laid over; without a `precision` field training is in float32."
+    return {"precision": "fp32", **asdict(TrainConfig(run_name="defaults"))}
+
+# %% ../nbs/07_results.ipynb
+_NOT_REPRODUCED = {"resume", "report_to", "wandb_project", "logging_steps", "output_dir", "model_dir",
+                   "eval_batch_size", "data_source"}  # bookkeeping; the data folder is BOOLQ_DATA_DIR
+
+def training_configs(root: str | os.PathLike) -> dict[str, dict]:
+    """Every training configuration under `root` a run may come from, by path relative to `root`: `configs/*.yaml`,
+    `configs/experiments/*.yaml` and a study's `runs/*/best.yaml`, each laid over the defaults. Overlays (no backbone)
+    and tuning configurations (a study name) are left out."""
+    root = Path(root)
+    found = {}
+    for path in sorted(root.glob("configs/*.yaml")) + sorted(root.glob("configs/experiments/*.yaml")) + \
+                sorted(root.glob("runs/*/best.yaml")):
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(params, dict) and "backbone" in params and "study_name" not in params:
+            found[path.relative_to(root).as_posix()] = {**_config_defaults(), **params}
+    return found
+
+# %% ../nbs/07_results.ipynb
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and np.isclose(a, b, rtol=1e-9))
+
+def run_overrides(parameters: dict, config: dict) -> dict:
+    "The parameters of a run that differ from `config`'s, `run_name` and `seed` first: what `-p` must set."
+    keys = [k for k in parameters if k not in _NOT_REPRODUCED and not _same(parameters[k], config.get(k))]
+    first = [k for k in ("run_name", "seed") if k in keys]
+    return {k: parameters[k] for k in first + sorted(set(keys) - set(first))}
+
+def closest_config(parameters: dict, configs: dict[str, dict]) -> tuple[str, dict]:
+    "The configuration that reproduces a run with the fewest overrides (a product config before an experiment)."
+    def cost(item):
+        path, config = item
+        return len(run_overrides(parameters, config)), "/experiments/" in path or path.startswith("runs/"), path
+    path, config = min(configs.items(), key=cost)
+    return path, run_overrides(parameters, config)
+
+# %% ../nbs/07_results.ipynb
+def _cli_value(value) -> str:
+    "A parameter as papermill's `-p` reads it back (None, True, numbers; strings quoted for the shell where needed)."
+    return repr(value) if isinstance(value, float) else shlex.quote(value) if isinstance(value, str) else str(value)
+
+EARLIER_DATA = "boolq-subset"  # the 1,911-example part of BoolQ train the runs before the held-out protocol used
+
+def run_command(name: str, metrics: dict, configs: dict[str, dict]) -> str:
+    "The papermill command that reproduces the run `name` from its closest configuration."
+    path, overrides = closest_config({**requested_parameters(metrics), "run_name": name}, configs)
+    # The data folder: the one the run read, and for runs older than the held-out protocol the subset they trained on.
+    data = Path(str(metrics.get("data_source") or "boolq")).name
+    data = EARLIER_DATA if "protocol" not in metrics and data == "boolq" else data
+    env = f"BOOLQ_DATA_DIR=../shared/data/{data} " if data != "boolq" else ""
+    return (f"{env}papermill nbs/03_train.ipynb runs/{name}.ipynb -f {path}"
+            + "".join(f" -p {k} {_cli_value(v)}" for k, v in overrides.items()))
+
+# %% ../nbs/07_results.ipynb
+def notebook_command(notebook: str | os.PathLike, root: str | os.PathLike) -> str:
+    "The papermill command that made an executed notebook, from its recorded input and parameters."
+    notebook, root = Path(notebook), Path(root)
+    recorded = json.loads(notebook.read_text(encoding="utf-8"))["metadata"].get("papermill", {})
+    source = recorded.get("input_path") or "?"
+    parameters = dict(recorded.get("parameters") or {})
+    study = parameters.get("study_name")
+    study_files = [p for p in sorted(root.glob("configs/*.yaml")) + sorted(root.glob("configs/experiments/*.yaml"))
+                   if study and (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("study_name") == study]
+    if study_files:  # a study: its configuration file, and whatever was set beside it
+        config = yaml.safe_load(study_files[0].read_text(encoding="utf-8"))
+        extra = {k: v for k, v in parameters.items() if not _same(v, config.get(k))}
+        return (f"papermill {source} runs/{notebook.name} -f {study_files[0].relative_to(root).as_posix()}"
+                + "".join(f" -p {k} {_cli_value(v)}" for k, v in extra.items()))
+    return f"papermill {source} runs/{notebook.name}" + "".join(f" -p {k} {_cli_value(v)}" for k, v in parameters.items())
+
+# %% ../nbs/07_results.ipynb
+RUNS_INDEX_HEADER = """# The runs
+
+Generated by `boolq_nb.results.write_runs_index` from every `runs/<name>/metrics.json` (`python -m boolq_nb.results`).
+Each command reproduces its run: the configuration closest to the run, and `-p` for every parameter that differs.
+Precision is the one the run trained in (float32 where its `metrics.json` predates the setting)."""
+
+def runs_index(runs_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    "`runs/README.md`: every training run (command, seed, precision, data, dev accuracy), the seed summaries, the other notebooks."
+    runs_dir = Path(runs_dir)
+    root = Path(root) if root else runs_dir.parent
+    configs = training_configs(root)
+    lines = [RUNS_INDEX_HEADER, "", "| run | command | seed | precision | training examples | dev accuracy |",
+             "|---|---|---|---|---|---|"]
+    training = set()
+    for path in sorted(runs_dir.glob("*/metrics.json")):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        if "n_eval" not in metrics:
+            continue  # not a training run (the drift experiment)
+        name = path.parent.name
+        training.add(name)
+        lines.append(f"| [{name}]({name}.ipynb) | `{run_command(name, metrics, configs)}` "
+                     f"| {run_parameters(metrics)['seed']} | {run_precision(metrics)} | {metrics['n_train']:,} "
+                     f"| {percent(metrics['accuracy'])} |")
+    lines += ["", "Seed summaries (`boolq_nb.train.write_seed_summary`):", "", "| summary | runs | dev accuracy |",
+              "|---|---|---|"]
+    for path in sorted(runs_dir.glob("*-seeds.json")):
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        names = [Path(r).parent.name for r in summary["runs"]]
+        lines.append(f"| [{path.name}]({path.name}) | " + ", ".join(f"[{n}]({n}.ipynb)" for n in names)
+                     + f" | {mean_std(summary['accuracy']['mean'], summary['accuracy']['std'])} |")
+    lines += ["", "The other executed notebooks:", "", "| notebook | command |", "|---|---|"]
+    lines += [f"| [{p.stem}]({p.name}) | `{notebook_command(p, root)}` |" for p in sorted(runs_dir.glob("*.ipynb"))
+              if p.stem not in training]
+    return "\n".join(lines) + "\n"
+
+def write_runs_index(runs_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    "Write `runs_index` to `runs_dir/README.md` (atomically)."
+    path = Path(runs_dir)/"README.md"
+    atomic_write_text(path, runs_index(runs_dir, root))
+    return path
+
+# %% ../nbs/07_results.ipynb
+HEADLINE_RUNS = ("quickstart", "minilm-full-mean-lr1e-4-llrd0.9-fastdrop", "minilm-bf16", "mpnet-5000")
+PRECISION_NAMES = {"bf16": "bfloat16", "fp32": "float32"}
+
+def headline_runs(runs_dir: str | os.PathLike, name: str) -> list[dict]:
+    "The runs a headline entry stands for: those of `runs/<name>-seeds.json`, else `runs/<name>/` alone, else none."
+    runs_dir = Path(runs_dir)
+    seeds = runs_dir/f"{name}-seeds.json"
+    if seeds.is_file():
+        files = [runs_dir.parent/p for p in json.loads(seeds.read_text(encoding="utf-8"))["runs"]]
+    else:
+        files = [runs_dir/name/"metrics.json"] if (runs_dir/name/"metrics.json").is_file() else []
+    return [{"run": Path(f).parent.name, **json.loads(Path(f).read_text(encoding="utf-8"))} for f in files]
+
+def served_accuracy(metrics: dict, results_dir: str | os.PathLike) -> str:
+    "The serving backend's dev accuracy: the run's own record (`metrics['serving']`), else `results_dir/<run>/backends.json`'s int8."
+    serving = metrics.get("serving") or {}
+    if serving.get("chosen") in serving.get("backends", {}):
+        return f"{percent(serving['backends'][serving['chosen']]['accuracy'])} ({serving['chosen']})"
+    stored = Path(results_dir)/metrics["run"]/"backends.json"
+    if stored.is_file():
+        return f"{percent(json.loads(stored.read_text(encoding='utf-8'))['onnx-int8']['accuracy'])} (onnx-int8)"
+    return "–"
+
+# %% ../nbs/07_results.ipynb
+def headline_table(runs_dir: str | os.PathLike, names=HEADLINE_RUNS, results_dir=None, root=None) -> str:
+    "The configurations a user would choose, one row each: command, precision, seeds, dev accuracy, training time, served accuracy."
+    runs_dir = Path(runs_dir)
+    results_dir, root = Path(results_dir or runs_dir/"results"), Path(root or runs_dir.parent)
+    configs = training_configs(root)
+    lines = ["| configuration | backbone | training examples | precision | seeds | dev accuracy | training time "
+             "| served (backend) |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        runs = headline_runs(runs_dir, name)
+        if not runs:
+            continue
+        first = runs[0]
+        path, overrides = closest_config({**requested_parameters(first), "run_name": first["run"]}, configs)
+        shown = f"`{path}`" + "".join(f" `-p {k} {_cli_value(v)}`" for k, v in overrides.items()
+                                     if k not in ("run_name", "seed"))
+        accuracy = [r["accuracy"] for r in runs]
+        train_min = [np.nan if r.get("resumed_from") else r.get("train_time_s", np.nan) / 60 for r in runs]
+        served = next((s for s in (served_accuracy(r, results_dir) for r in runs) if s != "–"), "–")
+        link = f"[{name}](runs/{name}-seeds.json)" if len(runs) > 1 else f"[{name}](runs/{name}/metrics.json)"
+        lines.append(f"| {shown} | {first['backbone']} | {first['n_train']:,} | {PRECISION_NAMES[run_precision(first)]} "
+                     f"| {len(runs)} ({link}) "
+                     f"| {mean_std(np.mean(accuracy), np.std(accuracy, ddof=1) if len(runs) > 1 else np.nan)} "
+                     f"| {minutes(np.nanmean(train_min) if not np.isnan(train_min).all() else np.nan)} | {served} |")
+    return "\n".join(lines)
+
+# %% ../nbs/07_results.ipynb
+def time_to_accuracy_table(metrics_files, targets=(0.65, 0.68, 0.70)) -> str:
+    "Minutes of training each run took to first reach each dev accuracy in `targets` (its `dev_curve`), one row per run."
+    lines = ["| run | precision | CPU | " + " | ".join(f"minutes to {100 * t:.0f} %" for t in targets)
+             + " | dev accuracy at the end |", "|---" * (len(targets) + 4) + "|"]
+    for path in metrics_files:
+        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+        curve = metrics.get("dev_curve")
+        if not curve:
+            continue  # the run did not track dev accuracy after each epoch
+        cpu = (metrics.get("environment", {}).get("cpu") or {}).get("name", "–")
+        reached = [next((f"{p['train_minutes']:.0f}" for p in curve if p["accuracy"] >= t), "–") for t in targets]
+        lines.append(f"| `{Path(path).parent.name}` | {PRECISION_NAMES[run_precision(metrics)]} | {cpu} | "
+                     + " | ".join(reached) + f" | {percent(curve[-1]['accuracy'])} |")
+    return "\n".join(lines)
+
+def plot_time_to_accuracy(metrics_files, path: str | os.PathLike, baseline: float | None = None) -> Path:
+    "Dev accuracy after each epoch against minutes of training, one line per run that tracked it."
+    fig = new_figure(6.5, 3.8)
+    ax = fig.subplots()
+    for f in metrics_files:
+        metrics = json.loads(Path(f).read_text(encoding="utf-8"))
+        curve = metrics.get("dev_curve") or []
+        if curve:
+            ax.plot([p["train_minutes"] for p in curve], [p["accuracy"] for p in curve], "o-",
+                    label=f"{Path(f).parent.name} ({PRECISION_NAMES[run_precision(metrics)]})")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle=":", label=f"always yes ({baseline:.1%})")
+    ax.set(xlabel="minutes of training", ylabel="dev accuracy", title="Time to accuracy")
+    ax.legend(loc="lower right")
+    return save_figure(fig, Path(path))
+
+# %% ../nbs/07_results.ipynb
+QUICKSTART_START, QUICKSTART_END = "<!-- quickstart:start -->", "<!-- quickstart:end -->"
+BACKBONE_NAMES = {"minilm": "MiniLM", "mpnet": "MPNet"}
+
+def quickstart_summary(runs_dir: str | os.PathLike, name: str = "quickstart") -> str:
+    "What the quickstart run did and scored, in one paragraph generated from `runs_dir/<name>/metrics.json`."
+    metrics = json.loads((Path(runs_dir)/name/"metrics.json").read_text(encoding="utf-8"))
+    parameters, environment = run_parameters(metrics), metrics.get("environment", {})
+    data = (f"all {metrics['n_train']:,} training examples (BoolQ train less the held-out slice)"
+            if parameters.get("max_train_samples") is None else f"{metrics['n_train']:,} examples of BoolQ train")
+    cpu = (environment.get("cpu") or {}).get("name")
+    where = ", ".join(filter(None, [cpu, f"{environment['torch_threads']} threads" if environment.get("torch_threads") else None]))
+    return (f"The reported quickstart run (`runs/{name}/metrics.json`) trained {BACKBONE_NAMES.get(metrics['backbone'], metrics['backbone'])} "
+            f"on {data} for {parameters['epochs']:g} epochs in {PRECISION_NAMES[run_precision(metrics)]}"
+            + (f" ({where})" if where else "") + f", kept epoch {metrics['best_epoch']:g}, and scored "
+            f"**{percent(metrics['accuracy'])}** on all {metrics['n_eval']:,} dev examples, against "
+            f"{percent(metrics['majority_baseline'])} for always answering \"yes\"; the run took "
+            f"{metrics['wall_time_s'] / 60:.0f} minutes from start to finish.")
+
+# %% ../nbs/07_results.ipynb
+def study_config(study_name: str, root: str | os.PathLike) -> str | None:
+    "The configuration file (relative to `root`) whose `study_name` is `study_name`, a product config before an experiment."
+    for path in sorted(Path(root).glob("configs/*.yaml")) + sorted(Path(root).glob("configs/experiments/*.yaml")):
+        if (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("study_name") == study_name:
+            return path.relative_to(root).as_posix()
+    return None
+
+def training_report(runs_dir: str | os.PathLike) -> list[str]:
+    "The report's training part: every held-out configuration, the full-data runs, the tuning studies."
     runs = read_runs(runs_dir)
     configs = configurations(runs)
-    current, earlier = configs[configs["selection"] == "holdout"], configs[configs["selection"] == "dev"]
-    parts = [README_START,
-             "Trained on BoolQ train (all 9,427 examples less the 5 % held out for choosing the epoch and the "
+    parts = ["Trained on BoolQ train (all 9,427 examples less the 5 % held out for choosing the epoch and the "
              "temperature, or a seeded part of it), evaluated once on all 3,270 dev examples (always \"yes\": 62.2 %):",
-             "", configuration_table(current)]
+             "", configuration_table(configs[configs["selection"] == "holdout"])]
     full = runs[(runs["selection"] == "holdout") & (runs["n_train"] == runs["n_train"].max())]
     if len(full):
-        parts += ["", f"The runs on all of train (epoch chosen on the held-out slice; per-epoch tables in `runs/results.ipynb`):",
-                  "", full_data_table(runs_dir, full)]
+        parts += ["", "The runs on all of train (epoch chosen on the held-out slice; per-epoch tables below):", "",
+                  full_data_table(runs_dir, full)]
     for study_dir in sorted(p.parent for p in Path(runs_dir).glob("*/summary.json")):
         if scored_on_holdout(study_dir):
             settings = json.loads((study_dir/"summary.json").read_text()).get("settings", {})
             size = f"{settings['max_train_samples']:,}" if settings.get("max_train_samples") else "all"
-            config = Path(runs_dir).parent/"configs"/f"{study_dir.name}.yaml"  # the convention of the reported studies
-            command = f" (`papermill nbs/04_tune.ipynb runs/{study_dir.name}.ipynb -f configs/{config.name}`)" if config.is_file() else ""
+            config = study_config(study_dir.name, Path(runs_dir).parent)
+            command = f" (`papermill nbs/04_tune.ipynb runs/{study_dir.name}.ipynb -f {config}`)" if config else ""
             parts += ["", f"Tuning study `{study_dir.name}`{command}: every trial trains on {size} training examples and is "
                       f"scored on the held-out slice of train after each epoch (pruner: {settings.get('pruner', 'median')}):",
                       "", study_table(study_dir)]
-    if len(learning_curve(runs)) > 1:  # its rows are in the table above; the plot and its table in the results notebook
-        parts += ["", "What the data buys: the rows above at 500 to 8,955 examples are the first-token recipe "
-                  "(`configs/minilm-full.yaml`) at seed 42 on more and more of train (`runs/learning_curve.png`)."]
-    if any(Path(runs_dir).glob("*/passage_ablation.json")):
+    return parts
+
+# %% ../nbs/07_results.ipynb
+def measurement_report(results_dir: str | os.PathLike) -> list[str]:
+    "The report's measurements of trained models (`results_dir`): the passage ablation and the serving backends."
+    parts = []
+    if any(Path(results_dir).glob("*/passage_ablation.json")):
         parts += ["", "Does the model read the passage? Dev accuracy of the same model with each question's own "
-                  "passage, another example's passage, and the title alone (`07_results`, *passage ablation*):", "",
-                  ablation_table(runs_dir)]
-    if any(Path(runs_dir).glob("*/backends.json")):
-        parts += ["", "The same model on each serving backend (dev accuracy over all of dev, `07_results`; within 0.5 "
-                  "points of PyTorch is the bar; ONNX Runtime runs one item per forward pass, so that an int8 answer "
-                  "does not move with its batch, `bench/int8_batch_dependence.py`):", "", backends_table(runs_dir)]
-    speed_file, serve_file = Path(runs_dir).parent/"bench"/"results"/"train_speed.json", Path(runs_dir).parent/"bench"/"results"/"serve.json"
+                  "passage, another example's passage, and the title alone (*passage ablation*):", "",
+                  ablation_table(results_dir)]
+    if any(Path(results_dir).glob("*/backends.json")):
+        parts += ["", "The same model on each serving backend (dev accuracy over all of dev; within 0.5 points of "
+                  "PyTorch is the bar; ONNX Runtime runs one item per forward pass, so that an int8 answer does not "
+                  "move with its batch, `bench/int8_batch_dependence.py`):", "", backends_table(results_dir)]
+    return parts
+
+# %% ../nbs/07_results.ipynb
+def benchmark_report(root: str | os.PathLike) -> list[str]:
+    "The report's benchmarks (`bench/results/` under `root`): training speed, serving, the longer soaks."
+    results = Path(root)/"bench"/"results"
+    speed_file, serve_file, parts = results/"train_speed.json", results/"serve.json", []
     if speed_file.is_file():
-        parts += ["", f"Training speed on this machine's CPU (`{json.loads(speed_file.read_text())['command']}`, "
+        parts += ["", f"Training speed on the benchmark machine's CPU (`{json.loads(speed_file.read_text())['command']}`, "
                   "`bench/results/train_speed.json`):", "", train_speed_table(speed_file)]
     serve = json.loads(serve_file.read_text()) if serve_file.is_file() else {}
-    if "targets" in serve:  # the benchmark as it is now
-        parts += ["", f"Serving the model of `{_model_name(serve['model'])}` (`python "
-                  "bench/serve.py --model-dir MODEL`, `bench/results/serve.json`; items/s with p50 / p99 "
-                  "latency in ms and the speed-up over a naive `transformers` pipeline server):", "", serving_table(serve_file)]
-    soak_files = sorted(Path(runs_dir).parent.glob("bench/results/serve-soak*.json"))
+    if "targets" in serve:
+        parts += ["", f"Serving the model of `{_model_name(serve['model'])}` (`python bench/serve.py --model-dir MODEL`, "
+                  "`bench/results/serve.json`; items/s with p50 / p99 latency in ms and the speed-up over a naive "
+                  "`transformers` pipeline server):", "", serving_table(serve_file)]
+    soak_files = sorted(results.glob("serve-soak*.json"))
     if soak_files:
         parts += ["", "Longer soaks (`python bench/serve.py --model-dir MODEL --soak-only --soak-seconds 180`, 2 % malformed "
                   "requests, the server's memory sampled every 5 s; flat means at most 2 % growth over the second half):",
                   "", soak_table(soak_files)]
-    if len(earlier):  # kept for reproducibility, tabled in the results notebook, not mixed with the rows above
-        parts += ["", f"{int(earlier['seeds'].sum())} earlier runs ({len(earlier)} configurations) trained on the 1,911-example "
-                  "subset of train with the epoch chosen on dev itself, which flatters them, are tabled apart in "
-                  "`runs/results.ipynb`."]
+    return parts
+
+# %% ../nbs/07_results.ipynb
+def results_report(runs_dir: str | os.PathLike, fuzz_file: str | os.PathLike | None = None,
+                   results_dir: str | os.PathLike | None = None) -> str:
+    "Every results table, in the order the results page shows them: training, measurements, benchmarks, fuzzing."
+    runs_dir = Path(runs_dir)
+    parts = training_report(runs_dir) + measurement_report(results_dir or runs_dir/"results") + \
+            benchmark_report(runs_dir.parent)
+    earlier = configurations(read_runs(runs_dir)).query("selection == 'dev'")
+    if len(earlier):  # kept for reproducibility, tabled apart, not mixed with the rows above
+        parts += ["", f"{int(earlier['seeds'].sum())} earlier runs ({len(earlier)} configurations) trained on the "
+                  "1,911-example subset of train with the epoch chosen on dev itself, which flatters them, are tabled "
+                  "apart below."]
     if fuzz_file is not None and Path(fuzz_file).is_file():
         fuzz = json.loads(Path(fuzz_file).read_text())
         targets = fuzz["targets"].values()
         parts += ["", f"Generated bad input (`{fuzz['reproduce']}`): {sum(t['tried'] for t in targets):,} inputs over "
                   f"{len(fuzz['targets'])} targets (the server in process and over HTTP, the three JSON-lines readers, "
                   f"`boolq-predict`'s output), {sum(t['problems'] for t in targets)} 5xx or wrong answers, "
-                  f"{sum(t['hangs'] for t in targets)} hangs; per target in `runs/results.ipynb`."]
-    return "\n".join(parts + [README_END])
+                  f"{sum(t['hangs'] for t in targets)} hangs; per target below."]
+    return "\n".join(parts).strip("\n")
 
-def results_block(text: str, where: str = "text") -> str:
-    "The results block (markers included) found in `text`."
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"{where}: no results block ({README_START} ... {README_END})")
-    return text[start:end + len(README_END)]
+# %% ../nbs/07_results.ipynb
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+SITE_URL = "https://boolq-nb.github.io/boolq_nb/"
 
-def update_index_results(index: str | os.PathLike, runs_dir: str | os.PathLike,
-                         fuzz_file: str | os.PathLike | None = None) -> bool:
-    "Rewrite the results block in the markdown cell of the notebook `index` that holds it; True if it changed."
+def readme_results(runs_dir: str | os.PathLike) -> str:
+    "The README's results block (between `README_START` and `README_END`): the headline table, made from `runs_dir`."
+    return "\n".join([README_START, headline_table(runs_dir), "",
+                      "Dev accuracy is the mean ± standard deviation over the seeds on all 3,270 dev examples (always "
+                      "\"yes\": 62.2 %); training time is the mean per run; served is the serving backend's dev "
+                      f"accuracy. Every run: [runs/README.md](runs/README.md); every table: [the results page]"
+                      f"({SITE_URL}runs/results.html).", README_END])
+
+def readme_quickstart(runs_dir: str | os.PathLike) -> str:
+    "The README's quickstart block: `quickstart_summary` between its markers."
+    return "\n".join([QUICKSTART_START, quickstart_summary(runs_dir), QUICKSTART_END])
+
+# %% ../nbs/07_results.ipynb
+def results_block(text: str, where: str = "text", start: str = README_START, end: str = README_END) -> str:
+    "The block between `start` and `end` (markers included) found in `text`."
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"{where}: no generated block ({start} ... {end})")
+    return text[i:j + len(end)]
+
+def update_index_results(index: str | os.PathLike, runs_dir: str | os.PathLike) -> bool:
+    "Rewrite the generated blocks (results, quickstart) in the markdown cells of the notebook `index`; True if any changed."
     path = Path(index)
     notebook = json.loads(path.read_text(encoding="utf-8"))
-    cell = next((c for c in notebook["cells"] if c["cell_type"] == "markdown" and README_START in "".join(c["source"])),
-                None)
-    if cell is None:
-        raise ValueError(f"{path}: no markdown cell holds a results block ({README_START} ... {README_END})")
-    text = "".join(cell["source"])
-    new = text.replace(results_block(text, str(path)), readme_results(runs_dir, fuzz_file))
-    if new == text:
-        return False
-    cell["source"] = new.splitlines(keepends=True)
-    atomic_write_text(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")  # never a half-written notebook
-    return True
+    blocks = {(README_START, README_END): readme_results(runs_dir), (QUICKSTART_START, QUICKSTART_END): readme_quickstart(runs_dir)}
+    changed = False
+    for (start, end), new in blocks.items():
+        cell = next((c for c in notebook["cells"] if c["cell_type"] == "markdown" and start in "".join(c["source"])), None)
+        if cell is None:
+            raise ValueError(f"{path}: no markdown cell holds a generated block ({start} ... {end})")
+        text = "".join(cell["source"])
+        updated = text.replace(results_block(text, str(path), start, end), new)
+        changed |= updated != text
+        cell["source"] = updated.splitlines(keepends=True)
+    if changed:
+        atomic_write_text(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")  # never a half-written notebook
+    return changed
+
+# %% ../nbs/07_results.ipynb
+def regenerate(root: str | os.PathLike = ".") -> None:
+    "Regenerate what is made from `runs/`: the generated blocks of `nbs/index.ipynb` and `runs/README.md`."
+    root = Path(root)
+    update_index_results(root/"nbs"/"index.ipynb", root/"runs")
+    write_runs_index(root/"runs", root)
+
+if __name__ == "__main__" and "__file__" in globals():  # `python -m boolq_nb.results`, not a notebook kernel
+    regenerate()
 
 # %% ../nbs/07_results.ipynb
 def passage_ablation(model, questions: list[str], passages: list[str], titles: list[str], labels,
@@ -443,10 +726,10 @@ def passage_ablation(model, questions: list[str], passages: list[str], titles: l
         result[name] = {k: m[k] for k in ("accuracy", "macro_f1", "predicted_yes_rate", "majority_baseline")}
     return result
 
-def ablation_table(runs_dir: str | os.PathLike) -> str:
-    "A markdown table of every `runs/<run>/passage_ablation.json`."
+def ablation_table(results_dir: str | os.PathLike) -> str:
+    "A markdown table of every `<results_dir>/<run>/passage_ablation.json`."
     lines = ["| run | own passage | another example's passage | title only | always yes |", "|---|---|---|---|---|"]
-    for path in sorted(Path(runs_dir).glob("*/passage_ablation.json")):
+    for path in sorted(Path(results_dir).glob("*/passage_ablation.json")):
         a = json.loads(path.read_text())
         lines.append(f"| `{path.parent.name}` | " + " | ".join(
             percent(a[k]["accuracy"]) for k in ("own passage", "another example's passage", "title only"))
@@ -470,18 +753,28 @@ def backend_accuracy(model_dir: str | os.PathLike, questions: list[str], passage
                            "onnx_file": getattr(model, "onnx_file", Path("")).name or None}
     return result
 
-def backends_table(runs_dir: str | os.PathLike) -> str:
-    "A markdown table of every `runs/<run>/backends.json`."
+def backends_table(results_dir: str | os.PathLike) -> str:
+    "A markdown table of every `<results_dir>/<run>/backends.json`."
     from boolq_nb.serve import INT8_ONNX_FILE  # as in backend_accuracy: the serving stack only where it is used
     lines = ["| run | PyTorch | ONNX Runtime | ONNX Runtime int8 | int8 - PyTorch |", "|---|---|---|---|---|"]
-    for path in sorted(Path(runs_dir).glob("*/backends.json")):
+    for path in sorted(Path(results_dir).glob("*/backends.json")):
         b = json.loads(path.read_text())  # speeds are in the file; bench/serve.py is where speed is measured
         cells = [percent(b[k]["accuracy"]) for k in ("torch", "onnx", "onnx-int8")]
         int8 = b["onnx-int8"]
-        if int8.get("onnx_file") != INT8_ONNX_FILE:  # measured with an earlier int8 export or batching
-            cells[2] += (f" (earlier int8 export `{int8['onnx_file']}`)" if int8.get("onnx_file") else
-                         " (earlier int8: one scale per matrix" + (")" if int8.get("one_item_per_pass")
+        if int8.get("onnx_file") != INT8_ONNX_FILE:  # measured with another int8 export or batching
+            cells[2] += (f" (int8 export `{int8['onnx_file']}`)" if int8.get("onnx_file") else
+                         " (int8 with one scale per matrix" + (")" if int8.get("one_item_per_pass")
                                                                   else ", whole batches of 64)"))
         gap = 100 * (int8["accuracy"] - b["torch"]["accuracy"])
         lines.append(f"| `{path.parent.name}` | " + " | ".join(cells) + f" | {gap:+.2f} points |")
     return "\n".join(lines)
+
+# %% ../nbs/07_results.ipynb
+def needs_measurement(run_dir: str | os.PathLike, model_dir: str | os.PathLike, result_file: str | os.PathLike) -> bool:
+    "Whether to measure a run's model again: the model is on disk and `result_file` is missing or was made for an earlier run."
+    if not Path(model_dir).is_dir():
+        return False  # nothing to measure: keep whatever is stored
+    if not Path(result_file).is_file():
+        return True
+    finished = json.loads((Path(run_dir)/"metrics.json").read_text(encoding="utf-8")).get("finished_at")
+    return finished is None or json.loads(Path(result_file).read_text(encoding="utf-8")).get("run_finished_at") != finished

@@ -33,10 +33,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def _expected_pages() -> list[str]:
-    "The site's pages: one per notebook of nbs/ (named as nbdev names them), one per executed notebook of runs/."
+    "The site's pages: one per notebook of nbs/ (named as nbdev names them), one per executed notebook of runs/, the runs index."
     from boolq_nb.docs import page_name
     return sorted([page_name(p) for p in (ROOT/"nbs").glob("*.ipynb")] +
-                  [f"runs/{p.stem}.html" for p in (ROOT/"runs").glob("*.ipynb")] + ["404.html"])
+                  [f"runs/{p.stem}.html" for p in (ROOT/"runs").glob("*.ipynb")] + ["404.html"] +
+                  (["runs/index.html"] if (ROOT/"runs"/"README.md").is_file() else []))
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
