@@ -23,10 +23,18 @@ def test_parameter_defaults_match_train_config():
         assert ast.literal_eval(params[f.name]["default"]) == f.default, f.name
 
 
+def test_parameter_explanations_are_the_field_comments():
+    "The parameters cell's comment on each parameter is the TrainConfig field's comment, which --help prints."
+    from fastcore.docments import docments
+    params, explained = pm.inspect_notebook(str(ROOT/"nbs"/"03_train.ipynb")), docments(TrainConfig)
+    for f in fields(TrainConfig):
+        assert params[f.name]["help"] == explained[f.name], f.name
+
+
 def test_config_files_are_valid():
     from boolq_nb.train import load_param_file
-    files = sorted(f for f in (ROOT/"configs").glob("*.yaml") if not f.name.startswith("tune-"))  # tune-*: 04_tune
-    assert {f.stem for f in files} >= {"quickstart", "minilm-full", "roberta-base", "roberta-large"}
+    files = sorted(f for f in (ROOT/"configs").rglob("*.yaml") if not f.name.startswith("tune-"))  # tune-*: 04_tune
+    assert {f.stem for f in files} >= {"quickstart", "minilm", "mpnet", "roberta-base", "roberta-large"}
     for f in files:
         config = TrainConfig(**load_param_file(f))
         assert config.run_name == f.stem, f"{f}: run_name should be the file's name"
