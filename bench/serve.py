@@ -241,7 +241,7 @@ def _bodies(pairs: list[dict], items: int, n: int = 512) -> list[bytes]:
 def in_process(model_dir: str, pairs: list[dict], items: int, seconds: float, backend: str = "torch"):
     "The in-process loop: predict_proba once per request; (row, P(yes) of the pairs it answered, in order)."
     from boolq_nb.model import YesNoModel
-    from boolq_nb.serve import load_model
+    from boolq_nb.onnx import load_model
     model = YesNoModel.load(model_dir, device="cpu") if backend == "torch" else load_model(model_dir, backend)
     cols = lambda k, i: [pairs[(i * items + j) % len(pairs)][k] for j in range(items)]  # noqa: E731
     model.predict_proba(cols("question", 0), cols("passage", 0), cols("title", 0) if model.use_title else None)
