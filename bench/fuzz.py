@@ -30,8 +30,10 @@ from boolq_nb.drift import read_pairs_jsonl  # noqa: E402
 from boolq_nb.fuzzing import data_error_problem, fuzz_target, jsonl_files, score_bodies, score_outcome_problem  # noqa: E402
 from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
-from boolq_nb.serve import (ScoreRequestError, ScoringService, ServeSettings, load_model, predict_jsonl,  # noqa: E402
-                            read_predict_jsonl)
+from boolq_nb.onnx import load_model  # noqa: E402
+from boolq_nb.predict import predict_jsonl, read_predict_jsonl  # noqa: E402
+from boolq_nb.request import ScoreRequestError  # noqa: E402
+from boolq_nb.serve import ScoringService, ServeSettings  # noqa: E402
 from boolq_nb.testing import make_tiny_roberta  # noqa: E402
 from serve import start_server, stop_server  # noqa: E402
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from boolq_nb.data import read_boolq_jsonl  # noqa: E402
 from boolq_nb.io import atomic_write_json  # noqa: E402
 from boolq_nb.model import YesNoModel  # noqa: E402
-from boolq_nb.serve import OnnxYesNoModel, export_onnx  # noqa: E402
+from boolq_nb.onnx import OnnxYesNoModel, export_onnx  # noqa: E402
 
 # variant: (ONNX graph, how a batch runs); "torch" is PyTorch's own padded batches
 ONNX_VARIANTS = {

@@ -117,6 +117,12 @@ def start_server(model: str, backend: str, max_batch: int, log: Path, extra_args
     return proc, url
 
 
+def recorded_int8(model: str) -> bool:
+    "Whether the model folder's backends.json (boolq-serve --record-backends) chose onnx-int8."
+    from boolq_nb.onnx import recommended_backend
+    return recommended_backend(model)[0] == "onnx-int8"
+
+
 def start_naive_server(model: str, log: Path):
     port = _free_port()
     with open(log, "w") as out:
@@ -241,7 +247,7 @@ def _bodies(pairs: list[dict], items: int, n: int = 512) -> list[bytes]:
 def in_process(model_dir: str, pairs: list[dict], items: int, seconds: float, backend: str = "torch"):
     "The in-process loop: predict_proba once per request; (row, P(yes) of the pairs it answered, in order)."
     from boolq_nb.model import YesNoModel
-    from boolq_nb.serve import load_model
+    from boolq_nb.onnx import load_model
     model = YesNoModel.load(model_dir, device="cpu") if backend == "torch" else load_model(model_dir, backend)
     cols = lambda k, i: [pairs[(i * items + j) % len(pairs)][k] for j in range(items)]  # noqa: E731
     model.predict_proba(cols("question", 0), cols("passage", 0), cols("title", 0) if model.use_title else None)
@@ -377,9 +383,9 @@ def check_targets(results: dict) -> dict:
                                            and r["items_per_request"] == items), None)
     naive1, naive16 = get("naive", 1), get("naive", 16)
     backends = [b for b in results["backends"] if get(b, 16)]
-    # int8 is a candidate only where its accuracy passes (within 0.5 points of PyTorch on dev; runs/<run>/backends.json
-    # from 07_results), which depends on the model: pass --int8-recommended where it does (the recipe's model: 71.3
-    # against 71.5 %); by default the best backend is chosen without it.
+    # int8 is a candidate only where its accuracy passes (within 0.5 points of PyTorch on dev), which depends on the
+    # model: the model folder's backends.json (boolq-serve --record-backends) chose it, or --int8-recommended says so
+    # (the recipe's model: 71.3 against 71.5 %); otherwise the best backend is chosen without it.
     candidates = [b for b in backends if b != "onnx-int8" or results.get("int8_recommended")]
     if not candidates or not naive16:
         return {"note": "not enough settings measured to check the targets"}
@@ -444,8 +450,8 @@ def main(argv=None) -> int:
                    help="an environment variable for boolq-serve (repeatable), e.g. MALLOC_ARENA_MAX=2")
     p.add_argument("--pairs", type=int, default=512, help="distinct inputs cycled through")
     p.add_argument("--int8-recommended", action="store_true",
-                   help="let onnx-int8 be the best backend (only where its dev accuracy is within 0.5 points of "
-                        "PyTorch's: runs/<run>/backends.json, from nbs/07_results.ipynb)")
+                   help="let onnx-int8 be the best backend even without a backends.json in the model folder that "
+                        "chose it (only where its dev accuracy is within 0.5 points of PyTorch's)")
     p.add_argument("--report", metavar="JSON", help="print the summary and markdown table of a results file and exit")
     p.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)  # the baseline's own process
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -476,7 +482,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     results = {"model": args.model, "model_info": json.loads((Path(args.model)/"boolq_nb.json").read_text()),
                "inputs": source, "cpu_count": os.cpu_count(), "available_cores": len(os.sched_getaffinity(0)),
-               "server_env": server_env, "seconds_per_setting": args.seconds, "int8_recommended": args.int8_recommended, "warmup_s": args.warmup, "backends": backends,
+               "server_env": server_env, "seconds_per_setting": args.seconds, "int8_recommended": args.int8_recommended or recorded_int8(args.model), "warmup_s": args.warmup, "backends": backends,
                "thread_split": ("servers: one process each, unpinned; boolq-serve: 1 gunicorn gthread worker, 32 request "
                                 "threads, 1 model thread with cores // workers intra-op threads (ONNX Runtime: a batch's items "
                                 "side by side on as many threads, one intra-op thread each); naive: 1 thread, torch "

@@ -25,7 +25,7 @@ def scoring_service(served_model):
 
 
 def test_score_in_process(scoring_service):
-    from boolq_nb.serve import ScoreRequestError
+    from boolq_nb.request import ScoreRequestError
 
     @settings(FUZZ, max_examples=300)
     @given(score_bodies())
@@ -73,7 +73,7 @@ def test_score_over_http(server):
 def _readers():
     from boolq_nb.data import read_boolq_jsonl
     from boolq_nb.drift import read_pairs_jsonl
-    from boolq_nb.serve import read_predict_jsonl
+    from boolq_nb.predict import read_predict_jsonl
     return {"read_boolq_jsonl": read_boolq_jsonl, "read_pairs_jsonl": read_pairs_jsonl,
             "read_predict_jsonl": lambda path: [line for batch in read_predict_jsonl(path, 4) for line in batch]}
 
@@ -97,7 +97,7 @@ def test_jsonl_readers_load_or_name_file_and_line(reader, tmp_path_factory):
 
 def test_predict_never_leaves_partial_output(served_model, tmp_path_factory):
     from boolq_nb.data import BoolQDataError
-    from boolq_nb.serve import predict_jsonl
+    from boolq_nb.predict import predict_jsonl
     model, _ = served_model
     folder = tmp_path_factory.mktemp("predict")
 

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import requests
 
 from conftest import API_KEY, MAX_BATCH, MAX_BODY, MMAP_THRESHOLD, run_cli
 
-PREDICT = ["-c", "import sys; from boolq_nb.serve import predict_main; sys.exit(predict_main())"]
+PREDICT = ["-m", "boolq_nb.predict"]
 
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -238,3 +239,98 @@ def test_predict_cli_onnx_agrees_with_torch(served_model, tmp_path):
     expected, _ = model.predict_proba([q for q, _ in PAIRS], [p for _, p in PAIRS])
     got = [json.loads(line)["probability"] for line in (tmp_path/"out.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_every_flag_of_serve_and_predict_explains_itself():
+    "Each action of both parsers has a help text that says more than its default."
+    import re
+    from boolq_nb.predict import build_predict_parser
+    from boolq_nb.serve import build_serve_parser
+    for parser in (build_serve_parser(), build_predict_parser()):
+        for action in parser._actions:
+            text = (action.help or "").strip()
+            assert text and not re.fullmatch(r"\(?default:? [^ ]*\)?", text), (parser.prog, action.option_strings, text)
+
+
+def test_predict_progress_on_stderr_leaves_output_unchanged(served_model, tmp_path, capsys):
+    "boolq-predict's progress bar goes to stderr only: the answers and the summary are the same with --quiet."
+    from boolq_nb.predict import main
+    _, model_dir = served_model
+    lines = [json.dumps({"question": q, "passage": p, "answer": i % 2 == 0}) for i, (q, p) in enumerate(PAIRS * 3)]
+    (tmp_path/"in.jsonl").write_text("\n".join(lines) + "\n")
+    outputs = {}
+    for mode, flags in (("progress", []), ("quiet", ["--quiet"])):
+        out = tmp_path/f"out-{mode}.jsonl"
+        assert main(["--model", str(model_dir), "--input", str(tmp_path/"in.jsonl"), "--output", str(out),
+                     "--batch-size", "5", *flags]) == 0
+        captured = capsys.readouterr()
+        summary = json.loads(captured.out)
+        summary.pop("output")
+        outputs[mode] = (out.read_bytes(), summary, captured.err)
+    assert outputs["progress"][:2] == outputs["quiet"][:2]
+    assert "boolq-predict" in outputs["progress"][2] and "12/12" in outputs["progress"][2]
+    assert "boolq-predict" not in outputs["quiet"][2]
+    assert b"boolq-predict" not in outputs["progress"][0]
+
+
+@pytest.fixture
+def model_copy(served_model, tmp_path):
+    "A copy of the served model's folder, so that a backends.json written here never reaches the shared server."
+    import shutil
+    _, model_dir = served_model
+    return Path(shutil.copytree(model_dir, tmp_path/"model"))
+
+
+@pytest.mark.parametrize("int8,onnx,chosen,measured", [
+    (0.70, 0.71, "onnx-int8", ["onnx-int8"]),        # int8 within the bar: chosen, onnx not measured
+    (0.60, 0.705, "onnx", ["onnx-int8", "onnx"]),    # int8 outside: onnx
+    (0.60, 0.80, "torch", ["onnx-int8", "onnx"]),    # neither: PyTorch
+])
+def test_record_backends_chooses_the_fastest_within_the_bar(model_copy, monkeypatch, int8, onnx, chosen, measured):
+    "On the tiny model with stubbed accuracies (PyTorch's 0.70): the record, and what `auto` then serves."
+    import boolq_nb.onnx as bq_onnx
+    asked = []
+    def stubbed(model_dir, backend, *args):
+        asked.append(backend)
+        return {"onnx-int8": int8, "onnx": onnx}[backend]
+    monkeypatch.setattr(bq_onnx, "accuracy_on_backend", stubbed)
+    labels = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+    record = bq_onnx.record_backends(model_copy, ["q"] * 10, ["p"] * 10, None, labels,
+                                     pytorch_probabilities=np.full(10, 0.9))  # "yes" to all: 70 % right
+    assert asked == measured == list(record["accuracy"])
+    assert (record["chosen"], record["reference_accuracy"], record["bar"], record["n"]) == (chosen, 0.7, 0.005, 10)
+    assert json.loads((model_copy/"backends.json").read_text()) == record
+    backend, why = bq_onnx.resolve_backend(model_copy)
+    assert backend == chosen and why.startswith(f"serving {chosen}: ") and str(model_copy/"backends.json") in why
+
+
+def test_azure_settings_serve_the_recorded_backend(model_copy, monkeypatch):
+    "BOOLQ_BACKEND unset (as in an Azure deployment that names none): the service runs what backends.json chose."
+    import boolq_nb.onnx as bq_onnx
+    from boolq_nb.serve import ScoringService, ServeSettings
+    monkeypatch.setattr(bq_onnx, "accuracy_on_backend", lambda model_dir, backend, *args: {"onnx-int8": 0.5, "onnx": 0.7}[backend])
+    bq_onnx.record_backends(model_copy, ["q"] * 10, ["p"] * 10, None, [1] * 7 + [0] * 3, np.full(10, 0.9))
+    settings = ServeSettings.from_env({"BOOLQ_MODEL_DIR": str(model_copy)})
+    assert settings.backend == "auto"
+    service = ScoringService(settings)
+    try:
+        status = service.status()
+        assert status["backend"] == "onnx" and status["model"].startswith("OnnxYesNoModel")
+        assert status["backend_reason"].startswith("serving onnx: accuracy 70.0 % against PyTorch's 70.0 % on 10")
+    finally:
+        service.close()
+
+
+def test_record_backends_command_on_tiny_data(model_copy, tiny_assets, capsys):
+    "`boolq-serve --record-backends --data DIR`: a real measurement on the tiny dev split, written beside the model."
+    from boolq_nb.serve import main
+    assert main(["--model", str(model_copy), "--record-backends", "--data", str(tiny_assets["data"])]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    assert json.loads((model_copy/"backends.json").read_text()) == record
+    assert record["n"] == 48 and record["candidates"] == ["onnx-int8", "onnx"]
+    # float32 ONNX gives PyTorch's answers, so one of the two candidates passes: the measurement stops there
+    assert record["chosen"] in ("onnx-int8", "onnx") and list(record["accuracy"])[-1] == record["chosen"]
+    assert captured.err.strip().startswith(f"boolq-serve: serving {record['chosen']}: accuracy ")
+    assert main(["--model", str(model_copy), "--record-backends", "--data", str(model_copy/"missing.jsonl")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
