@@ -15,7 +15,7 @@ import datasets
 import numpy as np
 
 from .io import iter_jsonl_objects, line_problems_error
-# Public API that lived here before boolq_nb.io existed, still imported from here by users and by 06_serve: the one
+# Public API that lived here before boolq_nb.io existed, still imported from here by users and by the serving notebooks: the one
 # place this module re-exports names it does not use.
 from .io import (  # noqa: F401
     JSONInputError, atomic_directory, atomic_path, atomic_write_json, atomic_write_text, parse_json)

@@ -741,7 +741,7 @@ def backend_accuracy(model_dir: str | os.PathLike, questions: list[str], passage
                      labels, backends: tuple[str, ...] = ("torch", "onnx", "onnx-int8")) -> dict:
     "Dev accuracy and examples/s of the saved model at `model_dir` on each serving backend."
     import time
-    from boolq_nb.serve import load_model
+    from boolq_nb.onnx import load_model
     labels, result = np.asarray(labels), {"n": len(labels)}
     for backend in backends:
         model = load_model(model_dir, backend)
@@ -755,7 +755,7 @@ def backend_accuracy(model_dir: str | os.PathLike, questions: list[str], passage
 
 def backends_table(results_dir: str | os.PathLike) -> str:
     "A markdown table of every `<results_dir>/<run>/backends.json`."
-    from boolq_nb.serve import INT8_ONNX_FILE  # as in backend_accuracy: the serving stack only where it is used
+    from boolq_nb.onnx import INT8_ONNX_FILE  # as in backend_accuracy: the serving stack only where it is used
     lines = ["| run | PyTorch | ONNX Runtime | ONNX Runtime int8 | int8 - PyTorch |", "|---|---|---|---|---|"]
     for path in sorted(Path(results_dir).glob("*/backends.json")):
         b = json.loads(path.read_text())  # speeds are in the file; bench/serve.py is where speed is measured

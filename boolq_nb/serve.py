@@ -39,13 +39,9 @@ import boolq_nb.request as bq_request
 logger = logging.getLogger("boolq_nb.serve")
 
 # %% auto 0
-__all__ = ['logger', 'load_model', 'INT8_ONNX_FILE', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD', 'DRIFT_SUBDIR',
-           'set_malloc_mmap_threshold', 'api_key_problem', 'DriftWindow', 'load_drift_window', 'ServeSettings',
-           'resolve_model_dir', 'ScoringService', 'init', 'run', 'build_serve_parser', 'labelled_examples', 'main']
-
-# %% ../nbs/06c_serve.ipynb
-# boolq_nb.results imports these from boolq_nb.serve, the serving stack's entry point: re-exported for it.
-load_model, INT8_ONNX_FILE = bq_onnx.load_model, bq_onnx.INT8_ONNX_FILE
+__all__ = ['logger', 'M_MMAP_THRESHOLD', 'MAX_MMAP_THRESHOLD', 'DRIFT_SUBDIR', 'set_malloc_mmap_threshold', 'api_key_problem',
+           'DriftWindow', 'load_drift_window', 'ServeSettings', 'resolve_model_dir', 'ScoringService', 'init', 'run',
+           'build_serve_parser', 'labelled_examples', 'main']
 
 # %% ../nbs/06c_serve.ipynb
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number for the mmap threshold (glibc's malloc.h)

@@ -38,6 +38,8 @@ from .evaluate import (
 from .evaluate import calibration_summary, read_predictions, write_calibration_summary  # noqa: F401
 from .features import make_collator, tokenize_boolq
 from .io import atomic_directory, atomic_write_json, atomic_write_text
+from .card import write_model_card
+import boolq_nb.onnx as bq_onnx  # a module name: the notebook's parameter `record_backends` would shadow the function
 from .model import (POOLINGS, PRECISIONS, YesNoModel, cpu_capability, load_backbone, probability_yes,
                             resolve_precision)
 
@@ -578,6 +580,11 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
                    temperature=metrics["temperature"], precision=precision).save(
             config.final_model_dir, backbone=config.backbone, training=asdict(config),
             metrics={k: report[k] for k in ("accuracy", "f1", "majority_baseline", "n_train", "n_eval")})
+        if config.record_backends:  # boolq-serve then serves the fastest backend that keeps this accuracy
+            dev = data["validation"]
+            report["serving"] = bq_onnx.record_backends(config.final_model_dir, dev["question"], dev["passage"], dev["title"],
+                                                        labels, pytorch_probabilities=probabilities)
+        write_model_card(config.final_model_dir, report)  # README.md: the Hub's model card, from this report
         _write_run(config, report, labels, probabilities, rescale_probabilities(probabilities, metrics["temperature"]),
                    scaled, trainer.state.log_history, report["selection"]["majority_baseline"])
     trainer.accelerator.wait_for_everyone()

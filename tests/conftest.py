@@ -87,3 +87,22 @@ def server(served_model, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def reported_runs(tmp_path_factory):
+    """runs/ as committed: the README's first command reruns the quickstart, whose wall time (and, on another CPU,
+    its figures) then differ from the committed record that README.md and runs/README.md quote. A rerun leaves the
+    working tree's runs/quickstart/ different from HEAD's; the generated documents are checked against HEAD's."""
+    runs = ROOT/"runs"
+    rerun = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "runs/quickstart"], cwd=ROOT).returncode == 1
+    if not rerun:
+        return runs
+    import shutil
+    copy = tmp_path_factory.mktemp("committed")/"runs"
+    shutil.copytree(runs, copy)
+    for name in ("metrics.json", "predictions.jsonl"):
+        committed = subprocess.run(["git", "show", f"HEAD:runs/quickstart/{name}"], cwd=ROOT, capture_output=True,
+                                   check=True).stdout
+        (copy/"quickstart"/name).write_bytes(committed)
+    return copy

@@ -56,7 +56,7 @@ def test_card_of_a_committed_run_parses_back(tmp_path, full_report):
 
 def test_optional_sections_appear_only_when_given(full_report):
     seeds = _read(f"runs/{FULL_RUN}-seeds.json")
-    ablation = _read("runs/quickstart/passage_ablation.json")
+    ablation = _read("runs/results/minilm-full/passage_ablation.json")
     serving = {"chosen": "onnx", "reference_accuracy": 0.7245, "backends": {"torch": {"accuracy": 0.7245},
                                                                              "onnx": {"accuracy": 0.7239}}}
     behaviour = {"tests": [{"name": "negated question", "kind": "DIR", "n": 50, "failure_rate": 0.3}]}

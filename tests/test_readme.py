@@ -23,20 +23,20 @@ def test_readme_is_generated_from_index_notebook():
 REGENERATE = "python -m boolq_nb.results && jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README"
 
 
-def test_generated_blocks_follow_from_runs():
+def test_generated_blocks_follow_from_runs(reported_runs):
     "The README's headline table and quickstart figures are exactly what boolq_nb.results makes of runs/: no typed numbers."
     from boolq_nb.results import (QUICKSTART_END, QUICKSTART_START, readme_quickstart, readme_results,
                                   results_block)
     readme = (ROOT/"README.md").read_text()
-    assert results_block(readme, "README.md") == readme_results(ROOT/"runs"), f"README results are stale: {REGENERATE}"
-    assert results_block(readme, "README.md", QUICKSTART_START, QUICKSTART_END) == readme_quickstart(ROOT/"runs"), \
+    assert results_block(readme, "README.md") == readme_results(reported_runs), f"README results are stale: {REGENERATE}"
+    assert results_block(readme, "README.md", QUICKSTART_START, QUICKSTART_END) == readme_quickstart(reported_runs), \
         f"README quickstart figures are stale: {REGENERATE}"
 
 
-def test_runs_index_follows_from_runs():
+def test_runs_index_follows_from_runs(reported_runs):
     "runs/README.md lists every run with the command that reproduces it, as boolq_nb.results makes it."
     from boolq_nb.results import runs_index
-    assert (ROOT/"runs"/"README.md").read_text() == runs_index(ROOT/"runs", ROOT), f"runs/README.md is stale: {REGENERATE}"
+    assert (ROOT/"runs"/"README.md").read_text() == runs_index(reported_runs, ROOT), f"runs/README.md is stale: {REGENERATE}"
 
 
 def test_readme_is_a_front_page():

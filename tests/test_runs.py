@@ -55,3 +55,15 @@ def test_each_run_folder_has_its_notebook():
     names = {p.stem for p in RUN_NOTEBOOKS}
     orphans = [p.parent.name for p in (ROOT/"runs").glob("*/metrics.json") if p.parent.name not in names]
     assert not orphans, f"results without an executed notebook: {orphans}"
+
+
+TRAINING_RUNS = sorted(p.parent for p in (ROOT/"runs").glob("*/metrics.json")
+                       if "parameters" in json.loads(p.read_text()) and "run_name" in json.loads(p.read_text()))
+
+
+@pytest.mark.parametrize("run", TRAINING_RUNS, ids=lambda p: p.name)
+def test_a_training_run_folder_holds_only_what_its_run_wrote(run):
+    "One writer per folder: analyses of a run by other notebooks live in their own folders (runs/results/<run>/)."
+    from boolq_nb.train import RUN_FILES
+    extra = sorted({p.name for p in run.iterdir()} - set(RUN_FILES))
+    assert not extra, f"runs/{run.name}/ holds files its training run did not write: {extra}"

@@ -89,10 +89,10 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_assets, tmp_path):
 def test_mean_pooling_trains_saves_and_answers_the_same_on_every_backend(tiny_assets, tmp_path, architecture):
     "RoBERTa has one segment; BERT (like the bundled MiniLM) passes segment ids, which training must use too."
     from boolq_nb.data import load_boolq
-    from boolq_nb.serve import load_model
+    from boolq_nb.onnx import load_model
     args = _tiny_args(tiny_assets, tmp_path, "mean", 6)
     args[args.index("--backbone") + 1] = str(tiny_assets[architecture])
-    proc = run_cli([*args, "--pooling", "mean"], cwd=tmp_path)
+    proc = run_cli([*args, "--pooling", "mean", "--precision", "fp32"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path/"runs"/"mean"/"metrics.json").read_text())
     assert metrics["parameters"]["pooling"] == "mean"
@@ -108,3 +108,30 @@ def test_mean_pooling_trains_saves_and_answers_the_same_on_every_backend(tiny_as
         assert model.pooling == "mean"
         probabilities, _ = model.predict_proba(validation["question"], validation["passage"], validation["title"])
         np.testing.assert_allclose(probabilities, recorded, atol=1e-4 if backend == "torch" else 1e-3, err_msg=backend)
+
+
+def test_bfloat16_training_learns_and_answers_the_same_in_float32_and_onnx(tiny_assets, tmp_path):
+    """precision bf16 on any CPU (emulated where it is not native: slower, the same numbers): the tiny model learns,
+    and its float32 and ONNX answers (master weights are float32) are within bfloat16's rounding of the recorded ones."""
+    from boolq_nb.data import load_boolq
+    from boolq_nb.model import YesNoModel
+    from boolq_nb.onnx import load_model
+    args = _tiny_args(tiny_assets, tmp_path, "bf16", 6)
+    proc = run_cli([*args, "--precision", "bf16", "--attention-dropout", "0", "--pooling", "mean",
+                    "--progress-seconds", "0.2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step " in proc.stdout and "held-out slice accuracy" in proc.stdout, "progress lines"
+    metrics = json.loads((tmp_path/"runs"/"bf16"/"metrics.json").read_text())
+    assert metrics["precision"] == "bf16" and "native_bf16" in metrics["environment"]["cpu"]
+    assert metrics["accuracy"] > metrics["majority_baseline"] + 0.1, metrics
+    model_dir = tmp_path/"models"/"bf16"/"model"
+    validation = load_boolq(str(tiny_assets["data"]))["validation"]
+    recorded = np.array([json.loads(line)["probability_yes_calibrated"]
+                         for line in (tmp_path/"runs"/"bf16"/"predictions.jsonl").read_text().splitlines()])
+    inputs = (validation["question"], validation["passage"], validation["title"])
+    in_bf16 = YesNoModel.load(model_dir, precision="bf16").predict_proba(*inputs)[0]
+    np.testing.assert_allclose(in_bf16, recorded, atol=0.02)  # other batches: other roundings
+    for model in (YesNoModel.load(model_dir, precision="fp32"), load_model(model_dir, backend="onnx")):
+        probabilities = model.predict_proba(*inputs)[0]
+        np.testing.assert_allclose(probabilities, recorded, atol=0.05, err_msg=type(model).__name__)
+        assert np.mean((probabilities >= 0.5) == (recorded >= 0.5)) >= 0.95
