@@ -19,8 +19,8 @@ length grouping changes which examples share a batch, as in every reported run o
 The batches are those a run of the default configuration trains on. The Trainer's length grouping shuffles the
 training set, cuts it into megabatches of min(n / (4 x batch size), 50) batches and sorts each by length, so the
 padding of a batch depends on how many examples the run draws from: the Trainers here draw from the configuration's
-training set (--train-examples; the quickstart's 2,000 examples), and each path trains one whole megabatch (--steps;
-31 steps of 16 for 2,000 examples), whose examples are a random sample of that set. (Drawing fewer examples, say 40
+training set (--train-examples; the quickstart's: all of train), and each path trains one whole megabatch (--steps;
+50 steps of 16 on all of train, 31 on 2,000 examples), whose examples are a random sample of that set. (Drawing fewer examples, say 40
 steps from 640, gives megabatches of 160 and more padding than a run on the configuration's data carries.)
 
 A third run trains the project's path with the settings of the default configuration (--config, the quickstart's:
@@ -30,6 +30,12 @@ figures are that run's. When the configuration sets fast_dropout, a fourth run t
 own dropout masks, so that the speed-up of the masks alone is measured in the same run. Evaluation is timed too: the
 Trainer's prediction over length-sorted dev examples at the default evaluation batch size, beside YesNoModel's
 batched inference (what boolq-predict and the server use) on the same examples.
+On a CPU that computes bfloat16 natively (AMX or AVX512_BF16; `boolq_nb.model.native_bf16`), one more run trains the
+default path under bfloat16 autocast, as `precision: auto` does there (with plain matrix-product attention, whose
+bfloat16 backward is faster than the fused kernel's: `use_training_attention` in 03_train), and the bfloat16
+matrix-multiply peak is measured beside the float32 one at every peak measurement; the report's `bf16_*` figures are
+that run's, its useful FLOP/s as a share of each peak. Elsewhere the report says `bf16_native: false` and the
+float32 runs are all there is. The paths other than the bfloat16 one train in float32 (`precision: fp32`).
 --rounds N then trains the default path N more times, with the peak measured before each round and after the last:
 each round's useful FLOP/s over the higher of the two peaks around it, and their median (`default_rounds`). The
 speed of this shared machine moves by 20 % and more between minutes, for the training and the peak alike, so a share
@@ -57,8 +63,9 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 from boolq_nb.data import load_boolq
 from boolq_nb.features import make_collator, passage_text, tokenize_boolq
 from boolq_nb.io import atomic_write_json, atomic_write_text
-from boolq_nb.model import load_backbone
-from boolq_nb.train import BoolQTrainer, TrainConfig, load_param_file, training_arguments
+from boolq_nb.model import cpu_capability, load_backbone, native_bf16
+from boolq_nb.train import (BoolQTrainer, TrainConfig, load_param_file, training_arguments,
+                            use_training_attention)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,14 +73,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PEAK_SIZES = (1024, 2048, 4096)
 
 
-def matmul_peak_gflops(sizes=PEAK_SIZES, repeats: int = 10) -> dict:
-    """Best float32 GFLOP/s of an n x n matrix product on this machine (all torch threads), for each n in `sizes`.
+def matmul_peak_gflops(sizes=PEAK_SIZES, repeats: int = 10, dtype=torch.float32) -> dict:
+    """Best GFLOP/s of an n x n matrix product in `dtype` on this machine (all torch threads), for each n in `sizes`.
 
     The best size differs between machines (cache sizes, the BLAS library's blocking), and one size can land on a
     slow moment of a shared machine, so the peak is the best over several sizes, measured before and after the runs."""
     rates = {}
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         a @ b  # warm up
         best = float("inf")
         for _ in range(repeats if n < 4096 else max(2, repeats // 4)):  # one 4096 product takes about a second
@@ -262,10 +269,14 @@ def main(argv=None):
 
     torch.manual_seed(0)
     peaks = []
+    bf16_native = native_bf16()
     def measure_peak(when):
         peaks.append({"when": when, "gflops_by_size": matmul_peak_gflops()})
-        print(f"float32 matmul GFLOP/s by size on {torch.get_num_threads()} threads, {when}: "
-              f"{peaks[-1]['gflops_by_size']}", flush=True)
+        if bf16_native:  # emulated bfloat16 has no peak worth comparing with
+            peaks[-1]["bf16_gflops_by_size"] = matmul_peak_gflops(dtype=torch.bfloat16)
+        print(f"matmul GFLOP/s by size on {torch.get_num_threads()} threads, {when}: float32 "
+              f"{peaks[-1]['gflops_by_size']}, bfloat16 {peaks[-1].get('bf16_gflops_by_size', 'not native')}",
+              flush=True)
     measure_peak("before the runs")
     train_examples = args.train_examples or load_param_file(args.config).get("max_train_samples")
     data = load_boolq(args.data_source, max_train_samples=train_examples, max_eval_samples=1)["train"]
@@ -293,7 +304,8 @@ def main(argv=None):
         # backbone's own attention dropout and head, then with the default configuration's (attention dropout 0
         # lets PyTorch run its fused attention kernel in training), and that without fast dropout masks.
         config = TrainConfig(run_name="bench", backbone=args.backbone, max_length=args.max_length, use_title=True,
-                             batch_size=args.batch_size, report_to="none", output_dir=scratch, model_dir=scratch)
+                             batch_size=args.batch_size, report_to="none", output_dir=scratch, model_dir=scratch,
+                             precision="fp32")
         project_args = bench_arguments(config, args.steps)
         default_config = replace(config, **{k: getattr(configured, k) for k in speed_settings})
         encoded = tokenize_boolq(data, tokenizer, args.max_length, use_title=True)
@@ -303,16 +315,20 @@ def main(argv=None):
         if default_config.fast_dropout:
             paths.append((f"{default_name.removesuffix(', fast_dropout')}, PyTorch's dropout masks",
                           replace(default_config, fast_dropout=False)))
+        bf16_name = f"{default_name}, bfloat16 autocast"
+        if bf16_native:  # what precision auto trains with on this CPU
+            paths.append((bf16_name, replace(default_config, precision="bf16")))
         for name, path_config in paths:
             model, tokenizer = load_backbone(args.backbone, attention_dropout=path_config.attention_dropout,
                                              pooling=path_config.pooling, fast_dropout=path_config.fast_dropout)
-            project_args.max_steps = args.steps
-            results.append(run(name, BoolQTrainer, project_args, model, encoded, make_collator(tokenizer),
+            use_training_attention(model, path_config.precision, "cpu", path_config.attention_dropout)
+            path_args = bench_arguments(path_config, args.steps)
+            results.append(run(name, BoolQTrainer, path_args, model, encoded, make_collator(tokenizer),
                                args.steps, args.batch_size))
             print(results[-1], flush=True)
             measure_peak(f"after {name}")
             if args.profile:
-                profiles[name], table = profile_steps(BoolQTrainer, project_args, model, encoded,
+                profiles[name], table = profile_steps(BoolQTrainer, path_args, model, encoded,
                                                       make_collator(tokenizer), args.profile)
                 tables.append(f"{name}: {args.profile} steps\n{table}\n")
                 print(json.dumps(profiles[name], indent=1), flush=True)
@@ -347,7 +363,19 @@ def main(argv=None):
 
     measure_peak("after the runs")
     peak = max(rate for measured in peaks for rate in measured["gflops_by_size"].values())
+    bf16_peak = max((rate for measured in peaks for rate in measured.get("bf16_gflops_by_size", {}).values()),
+                    default=None)
     baseline, project, default = results[:3]
+    bf16 = next((r for r in results if r["name"] == bf16_name), None)
+    bf16_report = {"bf16_native": bf16_native, "cpu": cpu_capability()}
+    if bf16:
+        bf16_report.update(
+            bf16_path=bf16["name"], bf16_examples_per_s=bf16["examples_per_s"],
+            bf16_speedup_over_default=round(bf16["examples_per_s"] / default["examples_per_s"], 2),
+            bf16_speedup_over_baseline=round(bf16["examples_per_s"] / baseline["examples_per_s"], 2),
+            bf16_peak_gflops=round(bf16_peak, 1), bf16_useful_gflops=bf16["useful_gflops"],
+            bf16_useful_share_of_bf16_peak=round(bf16["useful_gflops"] / bf16_peak, 3),
+            bf16_useful_share_of_fp32_peak=round(bf16["useful_gflops"] / peak, 3))
     report = {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
               "train_examples": len(data),
               "megabatch_examples": megabatch_steps(len(data), args.batch_size) * args.batch_size,
@@ -367,6 +395,7 @@ def main(argv=None):
               "default_rounds": {"rounds": rounds,
                                  "median_useful_share_of_peak_around": round(float(np.median(
                                      [r["useful_share_of_peak_around"] for r in rounds])), 3) if rounds else None},
+              **bf16_report,
               "evaluation": evaluation,
               "runs": results, "profile": profiles or None,
               "command": "python " + " ".join(sys.argv)}

@@ -48,9 +48,9 @@ logger = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['logger', 'SELECTIONS', 'RUN_FILES', 'SEED_SUMMARY_METRICS', 'SEED_IRRELEVANT', 'coerce_param', 'TrainConfig',
            'check_train_config', 'load_param_file', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
-           'ProgressPrinter', 'DevCurve', 'layer_depth', 'layerwise_parameter_groups', 'last_complete_checkpoint',
-           'TrainResult', 'train', 'run_parameters', 'summarize_seeds', 'write_seed_summary', 'add_config_arguments',
-           'build_parser', 'main']
+           'ProgressPrinter', 'use_training_attention', 'DevCurve', 'layer_depth', 'layerwise_parameter_groups',
+           'last_complete_checkpoint', 'TrainResult', 'train', 'run_parameters', 'summarize_seeds',
+           'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -291,6 +291,13 @@ def on_evaluate(self: ProgressPrinter, args, state, control, metrics=None, **kwa
         print(f"epoch {state.epoch:.2f}: {self.evaluated_on} accuracy {metrics['eval_accuracy']:.1%} (majority "
               f"{metrics['eval_majority_baseline']:.1%}), macro F1 {metrics['eval_macro_f1']:.3f}, "
               f"\"yes\" to {metrics['eval_predicted_yes_rate']:.0%}", flush=True)
+
+# %% ../nbs/03_train.ipynb
+def use_training_attention(model, precision: str, device, attention_dropout: float | None) -> str:
+    "Switch `model` to the attention kernel that trains fastest in `precision` on `device`; the kernel's name."
+    if precision == "bf16" and torch.device(device).type == "cpu" and attention_dropout == 0:
+        model.set_attn_implementation("eager")
+    return model.config._attn_implementation
 
 # %% ../nbs/03_train.ipynb
 class DevCurve(TrainerCallback):
@@ -552,10 +559,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
                       holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
     model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
                                      fast_dropout=config.fast_dropout)
-    if precision == "bf16" and args.device.type == "cpu" and config.attention_dropout == 0:
-        # PyTorch's fused CPU attention has a slow bfloat16 backward (40 % of a MiniLM step); attention as plain
-        # matrix products runs on the same bfloat16 units as the rest (bench/train_speed.py measures both).
-        model.set_attn_implementation("eager")
+    use_training_attention(model, precision, args.device, config.attention_dropout)
     encoded = tokenize_boolq(data, tokenizer, config.max_length, config.use_title)
     if is_main:
         config.checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,15 @@ def test_train_speed_on_the_tiny_model(tiny_assets, tmp_path):
     assert (report["train_examples"], report["steps"], report["megabatch_examples"]) == (40, 2, 8), report
     assert report["default_path"] == "default (recipe.yaml): attention_dropout 0.0, pooling mean, fast_dropout"
     names = [run["name"] for run in report["runs"]]
-    assert len(names) == 4 and names[0].startswith("baseline") and names[1].startswith("project"), names
+    from boolq_nb.model import native_bf16
+    # where the CPU computes bfloat16 natively, the default path under bfloat16 autocast is a fifth run
+    assert report["bf16_native"] == native_bf16() and "native_bf16" in report["cpu"]
+    assert len(names) == 4 + report["bf16_native"] and names[0].startswith("baseline") and names[1].startswith("project")
+    if report["bf16_native"]:
+        assert names[4] == report["bf16_path"] == f"{report['default_path']}, bfloat16 autocast"
+        assert report["bf16_speedup_over_default"] == round(report["bf16_examples_per_s"] / report["default_examples_per_s"], 2)
+        assert report["bf16_useful_share_of_bf16_peak"] == round(report["bf16_useful_gflops"] / report["bf16_peak_gflops"], 3)
+        assert all("bf16_gflops_by_size" in m for m in report["peak_measurements"])
     assert names[2] == report["default_path"]
     # fast_dropout set: the same path with PyTorch's own dropout masks is timed too, for the masks' own speed-up
     assert names[3] == "default (recipe.yaml): attention_dropout 0.0, pooling mean, PyTorch's dropout masks"
