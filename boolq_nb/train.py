@@ -301,25 +301,33 @@ def use_training_attention(model, precision: str, device, attention_dropout: flo
 
 # %% ../nbs/03_train.ipynb
 class DevCurve(TrainerCallback):
-    "Dev accuracy after every evaluation, with training minutes so far; `trainer` is set once it exists."
-    def __init__(self, dev: datasets.Dataset):
-        self.dev, self.labels, self.trainer, self.rows, self.excluded = dev, np.asarray(dev["labels"]), None, [], 0.0
+    """Dev accuracy after every evaluation, with training minutes so far; `trainer` is set once it exists. The rows are
+    kept in `saved` (the run's checkpoint folder) as they come, so a resumed run keeps the epochs it trained before."""
+    def __init__(self, dev: datasets.Dataset, saved: Path | None = None):
+        self.dev, self.labels, self.trainer, self.saved, self.excluded = dev, np.asarray(dev["labels"]), None, saved, 0.0
+        self.rows = json.loads(saved.read_text()) if saved is not None and saved.is_file() else []
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.rows = [r for r in self.rows if r["step"] <= state.global_step]  # what the resumed checkpoint had seen
+        self.offset = self.rows[-1]["train_minutes"] if self.rows else 0.0
         self.started = time.time()
 
-    def on_evaluate(self, args, state, control, **kwargs):
-        minutes, began = (time.time() - self.started - self.excluded) / 60, time.time()
-        scoring, self.trainer.compute_metrics = self.trainer.compute_metrics, None  # P(yes) only, recorded nowhere else
-        try:
-            probabilities = probability_yes(self.trainer.predict(self.dev).predictions)
-        finally:
-            self.trainer.compute_metrics = scoring
-        self.excluded += time.time() - began
-        self.rows.append({"epoch": round(state.epoch, 4), "step": state.global_step, "train_minutes": round(minutes, 3),
-                          "accuracy": float(np.mean((probabilities >= 0.5) == self.labels))})
-        print(f"epoch {state.epoch:.2f}: dev accuracy {self.rows[-1]['accuracy']:.1%} after "
-              f"{minutes:.1f} training minutes (dev_curve)", flush=True)
+# %% ../nbs/03_train.ipynb
+@patch
+def on_evaluate(self: DevCurve, args, state, control, **kwargs):
+    minutes, began = self.offset + (time.time() - self.started - self.excluded) / 60, time.time()
+    scoring, self.trainer.compute_metrics = self.trainer.compute_metrics, None  # P(yes) only, recorded nowhere else
+    try:
+        probabilities = probability_yes(self.trainer.predict(self.dev).predictions)
+    finally:
+        self.trainer.compute_metrics = scoring
+    self.excluded += time.time() - began
+    self.rows.append({"epoch": round(state.epoch, 4), "step": state.global_step, "train_minutes": round(minutes, 3),
+                      "accuracy": float(np.mean((probabilities >= 0.5) == self.labels))})
+    if self.saved is not None and args.process_index == 0:
+        atomic_write_json(self.saved, self.rows)
+    print(f"epoch {state.epoch:.2f}: dev accuracy {self.rows[-1]['accuracy']:.1%} after "
+          f"{minutes:.1f} training minutes (dev_curve)", flush=True)
 
 # %% ../nbs/03_train.ipynb
 def layer_depth(name: str, n_layers: int) -> int:
@@ -523,7 +531,8 @@ def _trainer(config: TrainConfig, args, model, tokenizer, encoded, select_split:
     recorder = EvalRecorder()
     progress = [ProgressPrinter(config.progress_seconds, "held-out slice" if select_split == "holdout" else "dev")
                 ] if config.progress_seconds else []
-    dev_curve = DevCurve(_length_sorted(encoded["validation"])[1]) if config.dev_curve and select_split == "holdout" else None
+    dev_curve = (DevCurve(_length_sorted(encoded["validation"])[1], config.checkpoint_dir/"dev_curve.json")
+                 if config.dev_curve and select_split == "holdout" else None)
     extra = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
     trainer = BoolQTrainer(model=model, args=args, train_dataset=encoded["train"],
                            eval_dataset=_length_sorted(encoded[select_split])[1], data_collator=make_collator(tokenizer),

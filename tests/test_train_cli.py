@@ -47,7 +47,7 @@ def test_bad_data_names_file_and_line(tmp_path, tiny_assets):
 
 def test_killed_run_resumes_to_the_same_final_step(tiny_assets, tmp_path):
     epochs, steps_per_epoch = 12, 128 // 8
-    args = _tiny_args(tiny_assets, tmp_path, "resumable", epochs)
+    args = [*_tiny_args(tiny_assets, tmp_path, "resumable", epochs), "--dev-curve"]
     checkpoints = tmp_path/"models"/"resumable"/"checkpoints"
     proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -78,6 +78,8 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_assets, tmp_path):
     metrics = json.loads((tmp_path/"runs"/"resumable"/"metrics.json").read_text())
     assert metrics["resumed_from"].endswith(f"checkpoint-{killed_at}")
     assert metrics["global_step"] == epochs * steps_per_epoch
+    # The dev curve survives the kill: the epochs before the checkpoint were kept beside it, each epoch once.
+    assert [row["epoch"] for row in metrics["dev_curve"]] == [float(e) for e in range(1, epochs + 1)]
 
     # Resuming the same run name with different settings is refused rather than mixing two experiments.
     changed = args + ["--seed", "7"]
