@@ -216,7 +216,9 @@ def serving_section(serving: dict | None) -> str:
     "Validation accuracy of each serving backend beside the reference (PyTorch) model, the chosen one marked."
     if not serving:
         return ""
-    backends = serving.get("backends") or {k: v for k, v in serving.items() if isinstance(v, dict) and "accuracy" in v}
+    backends = (serving.get("backends")  # boolq_nb.onnx.record_backends writes {"accuracy": {backend: accuracy}}
+                or {k: {"accuracy": v} for k, v in serving.get("accuracy", {}).items()}
+                or {k: v for k, v in serving.items() if isinstance(v, dict) and "accuracy" in v})
     reference, chosen = serving.get("reference_accuracy"), serving.get("chosen")
     lines = ["Validation accuracy of the same weights behind each backend of `boolq-serve --backend`:", "",
              "| backend | accuracy | against the reference |", "|---|---|---|"]

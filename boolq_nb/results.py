@@ -491,8 +491,11 @@ def headline_runs(runs_dir: str | os.PathLike, name: str) -> list[dict]:
 def served_accuracy(metrics: dict, results_dir: str | os.PathLike) -> str:
     "The serving backend's dev accuracy: the run's own record (`metrics['serving']`), else `results_dir/<run>/backends.json`'s int8."
     serving = metrics.get("serving") or {}
-    if serving.get("chosen") in serving.get("backends", {}):
-        return f"{percent(serving['backends'][serving['chosen']]['accuracy'])} ({serving['chosen']})"
+    # boolq_nb.onnx.record_backends' record: each measured backend's accuracy, the chosen one (torch: the reference)
+    measured = {**{k: v["accuracy"] for k, v in serving.get("backends", {}).items()}, **serving.get("accuracy", {}),
+                **({"torch": serving["reference_accuracy"]} if "reference_accuracy" in serving else {})}
+    if serving.get("chosen") in measured:
+        return f"{percent(measured[serving['chosen']])} ({serving['chosen']})"
     stored = Path(results_dir)/metrics["run"]/"backends.json"
     if stored.is_file():
         return f"{percent(json.loads(stored.read_text(encoding='utf-8'))['onnx-int8']['accuracy'])} (onnx-int8)"
