@@ -367,7 +367,7 @@ def create_optimizer(self: BoolQTrainer, model=None):
 
 # %% ../nbs/03_train.ipynb
 _RESUME_IRRELEVANT = {"resume", "report_to", "wandb_project", "logging_steps", "output_dir", "model_dir",
-                      "eval_batch_size", "early_stopping_patience"}
+                      "eval_batch_size", "early_stopping_patience", "progress_seconds", "record_backends"}
 
 def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
     """The newest checkpoint in `folder` that was completely written; newer, partial ones are removed.
@@ -605,7 +605,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
 
 # %% ../nbs/03_train.ipynb
 SEED_SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "ece")
-SEED_IRRELEVANT = _RESUME_IRRELEVANT | {"run_name", "seed"}  # parameters runs of one setting may differ in
+SEED_IRRELEVANT = _RESUME_IRRELEVANT | {"run_name", "seed", "dev_curve"}  # parameters runs of one setting may differ in
 
 def run_parameters(metrics: dict) -> dict:
     """A finished run's parameters (from its `metrics.json`), settings it predates at the value they had then: runs
@@ -613,6 +613,8 @@ def run_parameters(metrics: dict) -> dict:
     defaults = asdict(TrainConfig(run_name="defaults"))
     if "protocol" not in metrics:
         defaults["selection"] = "dev"
+    if "precision" not in metrics:
+        defaults["precision"] = "fp32"  # runs made before precision was a choice trained in float32
     parameters = {**defaults, **metrics["parameters"]}
     if parameters["selection"] == "dev":
         parameters.pop("holdout_fraction")  # no slice is held out: the fraction means nothing
