@@ -144,6 +144,7 @@ def _load_local(folder: Path) -> datasets.DatasetDict:
         "validation": _dataset(read_boolq_jsonl(folder/fmt.eval_file, fmt.label_field)),
     })
 
+# %% ../nbs/00_data.ipynb
 def _hub_split_to_columns(split: datasets.Dataset, source: str, name: str) -> dict[str, list]:
     "Map a hub split (google/boolq: `answer`; super_glue: `label`) onto our columns."
     label_field = "answer" if "answer" in split.column_names else "label"

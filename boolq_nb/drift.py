@@ -400,6 +400,7 @@ _NOT_VERBS = {"A", "An", "The", "Base", "Abstract", "Class", "Mixin", "Helper", 
               "Deprecated", "Support", "Exception", "Object", "Wrapper", "Interface", "Common", "Generic", "Default",
               "Utility", "This", "An", "Same", "Like", "Alias", "Equivalent", "Number", "Type", "Subclass"}
 
+# %% ../nbs/05_drift.ipynb
 def _documented_objects() -> list[tuple[str, str, str]]:
     "(qualified name, summary line, docstring) for public functions and classes of `_DOC_MODULES` with long docs."
     import importlib
@@ -431,6 +432,7 @@ def _documented_objects() -> list[tuple[str, str, str]]:
             found.append((f"{module_name}.{name}", summary, text))
     return found
 
+# %% ../nbs/05_drift.ipynb
 def other_domain_pairs(n: int, seed: int = 0) -> dict[str, list]:
     "`n` labelled yes/no pairs about Python standard-library docstrings: question, passage, title, label."
     documented = _documented_objects()

