@@ -108,7 +108,7 @@ def stub_server(served_model, monkeypatch):
     """`requests.post` answered in-process by a Flask app that speaks boolq-serve's /score: its own request parser,
     API key check and answer format, with the tiny served model. No socket is opened."""
     from flask import Flask, request
-    from boolq_nb import serve
+    from boolq_nb import request as request_checks, serve
     model, _ = served_model
     app, seen = Flask("stub-score"), []
 
@@ -117,13 +117,13 @@ def stub_server(served_model, monkeypatch):
         if problem := serve.api_key_problem(request.headers, "secret"):
             return {"message": problem}, 401
         try:
-            items, batched = serve.parse_score_body(request.get_data(), max_items=8)
-        except serve.ScoreRequestError as e:
+            items, batched = request_checks.parse_score_body(request.get_data(), max_items=8)
+        except request_checks.ScoreRequestError as e:
             return {"message": str(e)}, e.status
         seen.append(len(items))
         answers = model.predict([i["question"] for i in items], [i["passage"] for i in items],
                                 [i.get("title", "") for i in items])
-        return json.dumps([serve.prediction_json(a) for a in answers]), 200, {"Content-Type": "application/json"}
+        return json.dumps([request_checks.prediction_json(a) for a in answers]), 200, {"Content-Type": "application/json"}
 
     client = app.test_client()
 
