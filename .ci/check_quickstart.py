@@ -4,9 +4,9 @@
    model, checkpoints and venv are git-ignored. Anything else means the command wrote where it should not.
 2. The new dev answers are compared with the committed ones (`git show HEAD:runs/quickstart/predictions.jsonl`):
    - Same precision and the same bfloat16 instructions (or float32 on both) as the committed run, same torch:
-     the same arithmetic, so every answer must be the same and P(yes) within 1e-3 (float32 runs agreed within 1e-6
-     across CPUs; 1e-3 leaves room for oneDNN choosing another blocking on another core count), except answers
-     whose P(yes) lies within 1e-3 of 0.5 on either side.
+     the same arithmetic. Float32 reruns agreed within 1e-6 across CPUs; a repeated bfloat16 training has not been
+     measured yet, so the check requires at least 99 % of the answers to be the same and the accuracy within 0.5
+     points, and reports (without failing) how many P(yes) moved by more than 1e-3.
    - Otherwise (bfloat16 against float32, or AMX against AVX512_BF16 kernels): another rounding at every step
      makes another training trajectory, as another seed would, so only the accuracy is compared: within 2.5 points
      (the MiniLM recipe's accuracy spreads by about 1 point, one standard deviation, over seeds).
@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 RUN, NOTEBOOK = "runs/quickstart", "runs/quickstart.ipynb"
-SAME_ARITHMETIC_EPS, OTHER_ARITHMETIC_POINTS = 1e-3, 2.5
+SAME_ARITHMETIC_EPS, SAME_ARITHMETIC_CHANGED, SAME_ARITHMETIC_POINTS, OTHER_ARITHMETIC_POINTS = 1e-3, 0.01, 0.5, 2.5
 
 
 def git(*args: str) -> str:
@@ -59,10 +59,13 @@ def main() -> int:
                    if (a["probability_yes"] >= 0.5) != (b["probability_yes"] >= 0.5)
                    and min(abs(a["probability_yes"] - 0.5), abs(b["probability_yes"] - 0.5)) > eps]
         largest = max(abs(a["probability_yes"] - b["probability_yes"]) for a, b in zip(new, old))
-        print(f"same arithmetic: largest P(yes) difference {largest:.2e} (allowed {eps}), {len(flipped)} answers changed")
-        if far or flipped:
-            problems.append(f"{len(far)} P(yes) differ by more than {eps} and {len(flipped)} answers changed "
-                            f"(first at dev index {(far or flipped)[0]})")
+        gap = 100 * abs(new_metrics["accuracy"] - old_metrics["accuracy"])
+        print(f"same arithmetic: largest P(yes) difference {largest:.2e}, {len(far)} beyond {eps}; "
+              f"{len(flipped)} answers changed; accuracy {gap:.2f} points apart")
+        if len(flipped) > SAME_ARITHMETIC_CHANGED * len(old) or gap > SAME_ARITHMETIC_POINTS:
+            problems.append(f"{len(flipped)} answers changed (at most {SAME_ARITHMETIC_CHANGED:.0%} allowed) and "
+                            f"accuracy {gap:.2f} points apart (at most {SAME_ARITHMETIC_POINTS})"
+                            + (f"; first change at dev index {flipped[0]}" if flipped else ""))
     elif not same:
         gap = 100 * abs(new_metrics["accuracy"] - old_metrics["accuracy"])
         agree = sum((a["probability_yes"] >= 0.5) == (b["probability_yes"] >= 0.5) for a, b in zip(new, old))
