@@ -94,13 +94,17 @@ def reported_runs(tmp_path_factory):
     """runs/ as committed: the README's first command reruns the quickstart, whose wall time (and, on another CPU,
     its figures) then differ from the committed record that README.md and runs/README.md quote. A rerun leaves the
     working tree's runs/quickstart/ different from HEAD's; the generated documents are checked against HEAD's."""
-    runs = ROOT/"runs"
     rerun = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "runs/quickstart"], cwd=ROOT).returncode == 1
-    if not rerun:
-        return runs
+    return committed_runs(tmp_path_factory.mktemp("committed")) if rerun else ROOT/"runs"
+
+
+def committed_runs(root: Path) -> Path:
+    """A copy of the project's runs/ under `root` with the quickstart's record as HEAD has it, and configs/ beside it:
+    the generated documents name the config that reproduces each run, found relative to runs/."""
     import shutil
-    copy = tmp_path_factory.mktemp("committed")/"runs"
-    shutil.copytree(runs, copy)
+    copy = root/"runs"
+    shutil.copytree(ROOT/"runs", copy)
+    shutil.copytree(ROOT/"configs", root/"configs")
     for name in ("metrics.json", "predictions.jsonl"):
         committed = subprocess.run(["git", "show", f"HEAD:runs/quickstart/{name}"], cwd=ROOT, capture_output=True,
                                    check=True).stdout

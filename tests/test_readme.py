@@ -33,6 +33,16 @@ def test_generated_blocks_follow_from_runs(reported_runs):
         f"README quickstart figures are stale: {REGENERATE}"
 
 
+def test_committed_runs_make_the_same_documents(tmp_path):
+    """After the README's first command reran the quickstart, the documents are checked against a copy of runs/ as
+    committed; that copy must make the documents runs/ makes (the run commands name configs/ found beside it)."""
+    from conftest import committed_runs
+    from boolq_nb.results import readme_quickstart, readme_results
+    copy = committed_runs(tmp_path)
+    assert readme_results(copy) == readme_results(ROOT/"runs")
+    assert readme_quickstart(copy) == readme_quickstart(ROOT/"runs")
+
+
 def test_runs_index_follows_from_runs(reported_runs):
     "runs/README.md lists every run with the command that reproduces it, as boolq_nb.results makes it."
     from boolq_nb.results import runs_index
