@@ -5,20 +5,21 @@
 # %% ../nbs/02c_card.ipynb 2
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import __version__
-from .io import atomic_write_text
+from .io import atomic_write_json, atomic_write_text
 
 # %% auto 0
-__all__ = ['BASE_MODELS', 'BACKBONE_LICENSES', 'BOOLQ_DATASET', 'TASK', 'HEADS', 'BOOLQ_CITATION', 'CARD_TEMPLATE',
-           'is_local_folder', 'base_model', 'eval_results', 'card_data', 'description_section', 'usage_section',
-           'training_section', 'environment_section', 'evaluation_section', 'seeds_section', 'serving_section',
-           'ablation_section', 'behaviour_section', 'limitations_section', 'license_section', 'model_card',
-           'write_model_card']
+__all__ = ['BASE_MODELS', 'BACKBONE_LICENSES', 'BOOLQ_DATASET', 'TASK', 'HEADS', 'BEHAVIOUR_FAILURES', 'BOOLQ_CITATION',
+           'CARD_TEMPLATE', 'CARD_REPORT', 'CARD_BEHAVIOUR', 'is_local_folder', 'base_model', 'eval_results',
+           'card_data', 'description_section', 'usage_section', 'training_section', 'environment_section',
+           'evaluation_section', 'seeds_section', 'serving_section', 'ablation_section', 'behaviour_section',
+           'behaviour_limitation', 'limitations_section', 'license_section', 'model_card', 'write_model_card']
 
 # %% ../nbs/02c_card.ipynb
 BASE_MODELS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",  # offline alias -> the hub model it bundles
@@ -252,16 +253,35 @@ def ablation_section(ablation: dict | None) -> str:
 
 # %% ../nbs/02c_card.ipynb
 def behaviour_section(behaviour: dict | None) -> str:
-    "The behavioural tests' failure rates (`boolq-check`): one row per test."
+    "The behavioural tests' failure rates (`boolq-check`'s JSON): one row per test."
     tests = (behaviour or {}).get("tests") or []
     if not tests:
         return ""
-    lines = ["Behavioural tests (`boolq-check`): each test makes `n` cases of one kind and counts the model's "
-             "failures.", "", "| test | kind | cases | failure rate |", "|---|---|---|---|"]
+    lines = ["Behavioural tests (`boolq-check`, CheckList's three kinds: MFT a simple case with a known answer, INV an "
+             "edit that must not change the answer, DIR one that must flip it), on invented template facts and on "
+             "edits of dev examples:", "", "| test | kind | source | cases | failure rate |", "|---|---|---|---:|---:|"]
     for test in tests:
-        lines.append(f"| {test.get('name', '')} | {test.get('kind', '')} | {test.get('n', '')} "
-                     f"| {_percent(test.get('failure_rate'))} |")
+        lines.append(f"| {test['test']} | {test['kind']} | {test.get('source', '')} | {test['n']} "
+                     f"| {_percent(test['failure_rate'])} |")
     return "\n".join(lines)
+
+# %% ../nbs/02c_card.ipynb
+BEHAVIOUR_FAILURES = {"MFT": "answers {} of simple template facts wrong",
+                      "INV": "changes {} of its answers under edits that should not change them",
+                      "DIR": "keeps {} of its answers under edits that should flip them"}
+
+def behaviour_limitation(behaviour: dict) -> str:
+    "One sentence with each kind's failure rate over its cases, and the test that fails most."
+    tests = behaviour.get("tests") or []
+    parts = []
+    for kind, words in BEHAVIOUR_FAILURES.items():
+        rows = [t for t in tests if t["kind"] == kind]
+        if rows:
+            rate = sum(t["failures"] for t in rows) / sum(t["n"] for t in rows)
+            parts.append(words.format(_percent(rate)))
+    worst = max(tests, key=lambda t: t["failure_rate"])
+    return (f"In the behavioural tests above the model {', '.join(parts)}; it fails most on "
+            f"{worst['test']} ({worst['kind']}, {_percent(worst['failure_rate'])}).")
 
 # %% ../nbs/02c_card.ipynb
 def _yes_bias(report: dict) -> str:
@@ -288,11 +308,8 @@ def limitations_section(report: dict, behaviour: dict | None = None) -> str:
         items.append(f"Question and passage are cut to {max_length} tokens"
                      + (f" ({_percent(cut)} of validation pairs were cut)" if cut is not None else "")
                      + ": an answer that lies further into a long passage is not seen.")
-    tests = (behaviour or {}).get("tests") or []
-    if tests:
-        worst = max(tests, key=lambda t: t.get("failure_rate") or 0)
-        items.append(f"The behavioural tests above fail in up to {_percent(worst.get('failure_rate'))} of cases "
-                     f"({worst.get('name')}): the answer changes where it should not, or stays where it should change.")
+    if (behaviour or {}).get("tests"):
+        items.append(behaviour_limitation(behaviour))
     else:
         items.append("No behavioural tests (negation, paraphrase, swapped passages) are reported for this model; "
                      "accuracy alone does not show what it relies on.")
@@ -385,10 +402,29 @@ def model_card(report: dict, ablation: dict | None = None, behaviour: dict | Non
         license=license_section(report))
 
 # %% ../nbs/02c_card.ipynb
-def write_model_card(model_dir: str | os.PathLike, report: dict, ablation: dict | None = None,
+def _read_json(path: Path, what: str) -> dict:
+    "The JSON object in `path`, or an error naming the file and what it was needed for."
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} (saved by boolq-train with every model)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}, line {e.lineno}: {what}: {e.msg}") from None
+
+# %% ../nbs/02c_card.ipynb
+CARD_REPORT, CARD_BEHAVIOUR = "training_report.json", "behaviour.json"  # the card's inputs, kept beside it
+
+def write_model_card(model_dir: str | os.PathLike, report: dict | None = None, ablation: dict | None = None,
                      behaviour: dict | None = None) -> Path:
-    "Write the model card of `report` as `model_dir/README.md` (atomically); return its path."
+    """Write the model card of `report` as `model_dir/README.md` (atomically); return its path. `report` is kept
+    beside the card; without one, the kept report is used, and the behavioural tests recorded beside the model."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model folder to write README.md into")
+    if report is None:
+        report = _read_json(model_dir/CARD_REPORT, "no training report to write the model card from")
+    else:
+        atomic_write_json(model_dir/CARD_REPORT, report)
+    if behaviour is None and (model_dir/CARD_BEHAVIOUR).is_file():
+        behaviour = _read_json(model_dir/CARD_BEHAVIOUR, "unreadable behavioural tests")
     return atomic_write_text(model_dir/"README.md", str(model_card(report, ablation, behaviour)))

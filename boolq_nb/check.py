@@ -21,6 +21,7 @@ import numpy as np
 import requests
 
 from .data import BoolQDataError, detect_local_format, read_boolq_jsonl
+from .card import CARD_BEHAVIOUR, CARD_REPORT, write_model_card
 from .io import atomic_write_json, parse_json
 from .model import YesNoModel
 
@@ -31,7 +32,8 @@ __all__ = ['KINDS', 'PEOPLE', 'PROFESSIONS', 'CITIES', 'CLUBS', 'COMPARISONS', '
            'template_items', 'mft_cases', 'typos', 'question_as_sentence', 'irrelevant_sentence', 'drop_title',
            'swap_names', 'invariance_cases', 'template_invariance_cases', 'template_directional_cases',
            'negate_question', 'swap_antonym', 'dev_cases', 'read_labelled_examples', 'build_suite', 'run_suite',
-           'markdown_table', 'summarize', 'ScoringError', 'score_url', 'http_predictor', 'build_parser', 'main']
+           'markdown_table', 'summarize', 'ScoringError', 'score_url', 'http_predictor', 'behaviour_report',
+           'record_behaviour', 'build_parser', 'main']
 
 # %% ../nbs/05b_check.ipynb
 KINDS = ("MFT", "INV", "DIR")
@@ -562,6 +564,25 @@ def http_predictor(url: str, batch_size: int = 32, timeout: float = 60.0, api_ke
     return predict_proba
 
 # %% ../nbs/05b_check.ipynb
+def behaviour_report(predict_proba: Callable, examples: Sequence[Example] | None = None, seed: int = 0,
+                     n_facts: int = 8, n_per_test: int = 30, max_examples: int = 3) -> dict:
+    "Build the suite (with edits of labelled `examples` when given), run it with `predict_proba`, summarize it."
+    cases = build_suite(seed, examples, n_facts, n_per_test)
+    results = run_suite(predict_proba, cases, max_examples)
+    return {"seed": seed, "n_facts": n_facts, "n_per_test": n_per_test, "n_cases": len(cases),
+            "summary": summarize(results), "tests": results}
+
+# %% ../nbs/05b_check.ipynb
+def record_behaviour(model_dir: str | os.PathLike, report: dict) -> list[Path]:
+    """Write `report` as `model_dir/behaviour.json` and, when the model keeps its training report, its model card
+    again with the behavioural section; return the files written."""
+    model_dir = Path(model_dir)
+    written = [atomic_write_json(model_dir/CARD_BEHAVIOUR, report)]
+    if (model_dir/CARD_REPORT).is_file():  # a model saved before model cards kept their report has none
+        written.append(write_model_card(model_dir))
+    return written
+
+# %% ../nbs/05b_check.ipynb
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="boolq-check", description="CheckList-style behavioural tests (MFT, INV, DIR) "
                                 "of a boolq_nb model: does it read the question?")
@@ -572,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="BoolQ data folder whose dev split (dev.jsonl, or val.jsonl) "
                    "adds INV and DIR cases edited from labelled examples")
     p.add_argument("--output", metavar="FILE", help="write the results as JSON to FILE (atomically)")
+    p.add_argument("--no-record", dest="record", action="store_false",
+                   help="with --model: do not record the results beside the model (behaviour.json) or refresh "
+                   "its model card (README.md)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the generators (default: 0)")
     p.add_argument("--n-facts", type=int, default=8, metavar="N", help="facts per MFT template (default: 8)")
     p.add_argument("--n-per-test", type=int, default=30, metavar="N",
@@ -609,20 +633,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
         examples = read_labelled_examples(args.data) if args.data else None
         predict, target = _predictor(args)
-        cases = build_suite(args.seed, examples, args.n_facts, args.n_per_test)
-        results = run_suite(predict, cases, args.max_examples)
+        checked = behaviour_report(predict, examples, args.seed, args.n_facts, args.n_per_test, args.max_examples)
     except ScoringError as e:
         print(f"boolq-check: {e}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as e:  # BoolQDataError is a ValueError; a missing model folder an OSError
         print(f"boolq-check: {e}", file=sys.stderr)
         return 2
-    report = {**target, "data": str(Path(args.data).resolve()) if args.data else None, "seed": args.seed,
-              "n_facts": args.n_facts, "n_per_test": args.n_per_test, "n_cases": len(cases),
-              "summary": summarize(results), "tests": results, "seconds": round(time.time() - started, 1)}
-    print(markdown_table(results))
+    report = {**target, "data": str(Path(args.data).resolve()) if args.data else None, **checked,
+              "seconds": round(time.time() - started, 1)}
+    print(markdown_table(report["tests"]))
     if args.output:
         atomic_write_json(args.output, report)
+    if args.model and args.record:
+        print(f"recorded beside the model: {', '.join(p.name for p in record_behaviour(args.model, report))}")
     return 0
 
 if __name__ == "__main__" and "__file__" in globals():  # `python -m boolq_nb.check`, not a notebook kernel

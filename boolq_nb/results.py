@@ -33,7 +33,7 @@ __all__ = ['SUMMARY_COLUMNS', 'EARLIER_DATA', 'RUNS_INDEX_HEADER', 'HEADLINE_RUN
            'quickstart_summary', 'study_config', 'training_report', 'measurement_report', 'benchmark_report',
            'results_report', 'readme_results', 'readme_quickstart', 'results_block', 'update_index_results',
            'regenerate', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table',
-           'needs_measurement']
+           'needs_measurement', 'model_behaviour', 'behaviour_table']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -610,7 +610,7 @@ def training_report(runs_dir: str | os.PathLike) -> list[str]:
 
 # %% ../nbs/07_results.ipynb
 def measurement_report(results_dir: str | os.PathLike) -> list[str]:
-    "The report's measurements of trained models (`results_dir`): the passage ablation and the serving backends."
+    "The report's measurements of trained models (`results_dir`): passage ablation, serving backends, behavioural tests."
     parts = []
     if any(Path(results_dir).glob("*/passage_ablation.json")):
         parts += ["", "Does the model read the passage? Dev accuracy of the same model with each question's own "
@@ -620,6 +620,10 @@ def measurement_report(results_dir: str | os.PathLike) -> list[str]:
         parts += ["", "The same model on each serving backend (dev accuracy over all of dev; within 0.5 points of "
                   "PyTorch is the bar; ONNX Runtime runs one item per forward pass, so that an int8 answer does not "
                   "move with its batch, `bench/int8_batch_dependence.py`):", "", backends_table(results_dir)]
+    if any(Path(results_dir).glob("*/behaviour.json")):
+        parts += ["", "Does the model read the question? Failure rates of the behavioural tests (`boolq-check`; MFT: "
+                  "wrong answers, INV: answers changed by an edit that should not change them, DIR: answers kept "
+                  "under an edit that should flip them):", "", behaviour_table(results_dir)]
     return parts
 
 # %% ../nbs/07_results.ipynb
@@ -781,3 +785,27 @@ def needs_measurement(run_dir: str | os.PathLike, model_dir: str | os.PathLike, 
         return True
     finished = json.loads((Path(run_dir)/"metrics.json").read_text(encoding="utf-8")).get("finished_at")
     return finished is None or json.loads(Path(result_file).read_text(encoding="utf-8")).get("run_finished_at") != finished
+
+# %% ../nbs/07_results.ipynb
+def model_behaviour(model, dev, seed: int = 0) -> dict:
+    "`boolq-check`'s report of `model` (a `YesNoModel`) on the template facts and on edits of the `dev` dataset's examples."
+    from boolq_nb.check import Example, behaviour_report
+    examples = [Example(q, p, t, bool(y)) for q, p, t, y in zip(dev["question"], dev["passage"], dev["title"], dev["label"])]
+    return behaviour_report(lambda q, p, t: model.predict_proba(q, p, t)[0], examples, seed)
+
+# %% ../nbs/07_results.ipynb
+def behaviour_table(results_dir: str | os.PathLike) -> str:
+    "A markdown table of every `<results_dir>/<run>/behaviour.json`: one row per test, a failure-rate column per run."
+    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*/behaviour.json"))}
+    if not reports:
+        return ""
+    rates = {run: {(t["test"], t["source"]): t["failure_rate"] for t in r["tests"]} for run, r in reports.items()}
+    lines = ["| test | kind | source | cases | " + " | ".join(f"`{run}`" for run in reports) + " |",
+             "|---|---|---|---:|" + "---:|" * len(reports)]
+    for t in next(iter(reports.values()))["tests"]:
+        lines.append(f"| {t['test']} | {t['kind']} | {t['source']} | {t['n']} | " + " | ".join(
+            percent(rates[run].get((t["test"], t["source"]))) for run in reports) + " |")
+    for kind in ("MFT", "INV", "DIR"):
+        lines.append(f"| **all {kind}** | {kind} | | | " + " | ".join(
+            percent(r["summary"][kind]["failure_rate"]) for r in reports.values()) + " |")
+    return "\n".join(lines)
