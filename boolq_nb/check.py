@@ -21,19 +21,19 @@ import numpy as np
 import requests
 
 from .data import BoolQDataError, detect_local_format, read_boolq_jsonl
+from .edits import negate_question, swap_antonym
 from .card import CARD_BEHAVIOUR, CARD_REPORT, write_model_card
 from .io import atomic_write_json, parse_json
 from .model import YesNoModel
 
 # %% auto 0
 __all__ = ['KINDS', 'PEOPLE', 'PROFESSIONS', 'CITIES', 'CLUBS', 'COMPARISONS', 'IRRELEVANT_SENTENCES', 'INVARIANT_EDITS',
-           'COMPARATIVES', 'SUPERLATIVES', 'TEST_DESCRIPTIONS', 'Example', 'Case', 'invariant', 'directional',
-           'with_article', 'TemplateItem', 'comparison_items', 'birth_items', 'profession_items', 'count_items',
-           'template_items', 'mft_cases', 'typos', 'question_as_sentence', 'irrelevant_sentence', 'drop_title',
-           'swap_names', 'invariance_cases', 'template_invariance_cases', 'template_directional_cases',
-           'negate_question', 'swap_antonym', 'dev_cases', 'read_labelled_examples', 'build_suite', 'run_suite',
-           'markdown_table', 'summarize', 'ScoringError', 'score_url', 'http_predictor', 'behaviour_report',
-           'record_behaviour', 'build_parser', 'main']
+           'TEST_DESCRIPTIONS', 'Example', 'Case', 'invariant', 'directional', 'with_article', 'TemplateItem',
+           'comparison_items', 'birth_items', 'profession_items', 'count_items', 'template_items', 'mft_cases', 'typos',
+           'question_as_sentence', 'irrelevant_sentence', 'drop_title', 'swap_names', 'invariance_cases',
+           'template_invariance_cases', 'template_directional_cases', 'dev_cases', 'read_labelled_examples',
+           'build_suite', 'run_suite', 'markdown_table', 'summarize', 'ScoringError', 'score_url', 'http_predictor',
+           'behaviour_report', 'record_behaviour', 'build_parser', 'main']
 
 # %% ../nbs/05b_check.ipynb
 KINDS = ("MFT", "INV", "DIR")
@@ -51,6 +51,7 @@ class Example:
         "What the model sees: equal keys get one prediction."
         return (self.question, self.passage, self.title)
 
+# %% ../nbs/05b_check.ipynb
 @dataclass(frozen=True)
 class Case:
     "`example` alone (MFT), or `example` as an edit of `base` whose answer must stay (INV) or flip (DIR)."
@@ -73,6 +74,7 @@ def invariant(test: str, base: Example, source: str = "templates", **changes) ->
     "An INV case: `base` with `changes` (fields of `Example`); its answer stays the base's."
     return Case(test, "INV", dataclasses.replace(base, **changes), base, source)
 
+# %% ../nbs/05b_check.ipynb
 def directional(test: str, base: Example, source: str = "templates", **changes) -> Case:
     "A DIR case: `base` with `changes`; its answer is the opposite of the base's."
     flipped = None if base.answer is None else not base.answer
@@ -206,6 +208,7 @@ def template_items(seed: int = 0, n_facts: int = 8) -> list[TemplateItem]:
             + profession_items(rng("profession"), n_facts) + profession_items(rng("denied"), n_facts, denied=True)
             + count_items(rng("count"), n_facts))
 
+# %% ../nbs/05b_check.ipynb
 def mft_cases(items: Sequence[TemplateItem]) -> list[Case]:
     "One MFT case per template item, in a test named after its template."
     return [Case(item.template, "MFT", item.example) for item in items]
@@ -241,11 +244,13 @@ def question_as_sentence(example: Example, rng: random.Random | None = None) -> 
     sentence = q[:1].upper() + q[1:] + ("" if q.endswith("?") else "?")
     return None if not q or sentence == example.question else {"question": sentence}
 
+# %% ../nbs/05b_check.ipynb
 def irrelevant_sentence(example: Example, rng: random.Random) -> dict | None:
     "A sentence sharing no word with the question, appended to the passage."
     fitting = [s for s in IRRELEVANT_SENTENCES if not _content_words(s) & _content_words(example.question)]
     return {"passage": f"{example.passage.rstrip()} {rng.choice(fitting)}"} if fitting else None
 
+# %% ../nbs/05b_check.ipynb
 def drop_title(example: Example, rng: random.Random | None = None) -> dict | None:
     "No title."
     return {"title": ""} if example.title else None
@@ -271,6 +276,7 @@ def invariance_cases(bases: Sequence[Example], rng: random.Random, source: str =
     return [invariant(test, base, source, **changes) for test, edit in INVARIANT_EDITS.items()
             for base in bases if (changes := edit(base, rng))]
 
+# %% ../nbs/05b_check.ipynb
 def template_invariance_cases(items: Sequence[TemplateItem], seed: int = 0, n_per_test: int = 30) -> list[Case]:
     "INV cases on a seeded sample of `n_per_test` template items, names swapped included."
     rng = random.Random(f"{seed}:invariance")
@@ -294,67 +300,6 @@ def template_directional_cases(items: Sequence[TemplateItem], seed: int = 0, n_p
     return cases
 
 # %% ../nbs/05b_check.ipynb
-_STATE_AUXILIARIES = ("is", "are", "was", "were", "does", "do", "did", "has", "have", "had")
-_SINGULAR, _PLURAL = ("is", "was", "does", "has", "did", "had"), ("are", "were", "do", "have", "did", "had")
-_PRONOUNS = {"it": _SINGULAR, "he": _SINGULAR, "she": _SINGULAR, "you": _PLURAL, "they": _PLURAL, "we": _PLURAL}
-_NEGATION = re.compile(r"\b(not|no|never|none|nobody|nothing|neither|nor)\b|n't\b")
-
-def negate_question(question: str) -> str | None:
-    "The question negated after a one-word subject ('is it not ...', 'is there no ...'), or None where that is unsafe."
-    words = question.split()
-    if len(words) < 3 or words[0].lower() not in _STATE_AUXILIARIES or _NEGATION.search(question.lower()):
-        return None
-    subject, after = words[1].lower(), words[2].lower()
-    if subject == "there" and words[0].lower() in ("is", "are", "was", "were") and after in ("a", "an", "any"):
-        return " ".join(words[:2] + ["no"] + words[3:])
-    if words[0].lower() in _PRONOUNS.get(subject, ()):  # "is we bought a zoo ..." is a title, not a pronoun
-        return " ".join(words[:2] + ["not"] + words[2:])
-    return None
-
-# %% ../nbs/05b_check.ipynb
-def _two_way(pairs) -> dict[str, str]:
-    "Each word mapped to its opposite; a word in two pairs maps to the first pair's."
-    swap = {}
-    for a, b in pairs:
-        swap.setdefault(a, b)
-        swap.setdefault(b, a)
-    return swap
-
-COMPARATIVES = _two_way([("more", "less"), ("longer", "shorter"), ("older", "younger"), ("bigger", "smaller"),
-                         ("larger", "smaller"), ("higher", "lower"), ("taller", "shorter"), ("faster", "slower"),
-                         ("heavier", "lighter"), ("greater", "less"), ("wider", "narrower"), ("earlier", "later"),
-                         ("warmer", "colder"), ("stronger", "weaker"), ("better", "worse"), ("fewer", "more")])
-SUPERLATIVES = _two_way([("largest", "smallest"), ("biggest", "smallest"), ("longest", "shortest"),
-                         ("oldest", "newest"), ("highest", "lowest"), ("tallest", "shortest"), ("best", "worst"),
-                         ("most", "least")])  # not first/last: titles hold them ("the last kingdom")
-# Open claims, true of some case each way: "is there a bird faster/slower than a cheetah", "is it normal for your
-# second toe to be longer/shorter than the first", "has the dollar ever been worth more/less than ...".
-_EXISTENTIAL = {"ever", "any", "anything", "anyone", "anybody", "something", "someone"}  # and "there"/"it" as subject
-_NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "once", "twice",
-                 "half", "zero"}
-
-# %% ../nbs/05b_check.ipynb
-def swap_antonym(question: str, answer: bool | None = None) -> str | None:
-    "The question with 'X-er than' swapped for its opposite, or (when `answer` is yes) 'the X-est'; None where unsafe."
-    words = question.split()
-    lower = [w.lower() for w in words]
-    if len(words) < 3 or lower[0] not in _STATE_AUXILIARIES or lower[1] in ("there", "it") \
-            or _EXISTENTIAL & set(lower):
-        return None
-    for i, word in enumerate(lower):
-        than = next((j for j in (i + 1, i + 2) if j < len(lower) and lower[j] == "than"), None)
-        if word in COMPARATIVES and than is not None and (than == i + 1 or word in ("more", "less", "fewer")):
-            after = lower[than + 1] if than + 1 < len(lower) else ""
-            if not after or after[0].isdigit() or after in _NUMBER_WORDS:
-                return None  # "more than one" and "less than one" are both no at exactly one
-            return " ".join(words[:i] + [COMPARATIVES[word]] + words[i + 1:])
-    if answer is True:
-        for i in range(3, len(lower)):  # "is X the biggest ...": the superlative is what is said of a subject
-            if lower[i - 1] == "the" and lower[i] in SUPERLATIVES:
-                return " ".join(words[:i] + [SUPERLATIVES[lower[i]]] + words[i + 1:])
-    return None
-
-# %% ../nbs/05b_check.ipynb
 def dev_cases(examples: Sequence[Example], seed: int = 0, n_per_test: int = 30) -> list[Case]:
     "INV and DIR cases edited from labelled `examples` (source 'dev'), deterministic under `seed`."
     rng = random.Random(f"{seed}:dev")
@@ -366,6 +311,7 @@ def dev_cases(examples: Sequence[Example], seed: int = 0, n_per_test: int = 30) 
         cases += [directional(test, e, "dev", question=q) for e, q in rng.sample(found, min(n_per_test, len(found)))]
     return cases
 
+# %% ../nbs/05b_check.ipynb
 def read_labelled_examples(folder: str | os.PathLike) -> list[Example]:
     "The dev split (dev.jsonl, or SuperGLUE's val.jsonl) of a BoolQ data folder, as labelled examples."
     folder = Path(folder)
@@ -493,6 +439,7 @@ def markdown_table(results: Sequence[dict]) -> str:
         lines.append(f"- {r['kind']} {r['test']} ({r['source']}): {_edit_shown(e)}: {e['p_yes']:.2f}{after}")
     return "\n".join(lines)
 
+# %% ../nbs/05b_check.ipynb
 def summarize(results: Sequence[dict]) -> dict:
     "Each kind's tests, cases and failure rate over all its cases."
     out = {}
@@ -507,6 +454,7 @@ def summarize(results: Sequence[dict]) -> dict:
 class ScoringError(RuntimeError):
     "A server did not answer a /score request usefully: the message names the URL and what went wrong."
 
+# %% ../nbs/05b_check.ipynb
 def score_url(url: str) -> str:
     "`url` checked as an http(s) URL; a bare server address gets the `/score` path."
     parts = urllib.parse.urlsplit(url)

@@ -54,6 +54,7 @@ def read_run(metrics_path: str | os.PathLike) -> dict:
         "precision": run_precision(metrics), "configuration": configuration_name(parameters),
     }
 
+# %% ../nbs/07_results.ipynb
 def configuration_name(parameters: dict) -> str:
     "The settings that set a run apart from `TrainConfig`'s defaults (seed and bookkeeping aside), as one string."
     defaults = TrainConfig(run_name="defaults")
@@ -61,10 +62,12 @@ def configuration_name(parameters: dict) -> str:
              if k not in SEED_IRRELEVANT | {"data_source", "selection", "precision"} and getattr(defaults, k, None) != v}
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(shown.items())) or "defaults"
 
+# %% ../nbs/07_results.ipynb
 def run_precision(metrics: dict) -> str:
     "The precision a run trained in, 'bf16' or 'fp32' (`metrics['precision']`); runs without the key trained in float32."
     return metrics.get("precision") or "fp32"
 
+# %% ../nbs/07_results.ipynb
 def read_runs(runs_dir: str | os.PathLike) -> pd.DataFrame:
     "Every training run under `runs_dir`, one row each, sorted by name."
     rows = [read_run(p) for p in sorted(Path(runs_dir).glob("*/metrics.json"))
@@ -94,12 +97,15 @@ def dash_or(value: float, template: str) -> str:
     "`value` formatted by `template`, or a dash when there is none (None or NaN, as for a resumed run's time)."
     return "–" if value is None or np.isnan(value) else template.format(value)
 
+# %% ../nbs/07_results.ipynb
 def percent(value: float) -> str:
     return dash_or(None if value is None else 100 * value, "{:.1f} %")
 
+# %% ../nbs/07_results.ipynb
 def minutes(value: float) -> str:
     return dash_or(value, "{:.0f} min")
 
+# %% ../nbs/07_results.ipynb
 def mean_std(mean: float, std: float, digits: int = 1, scale: float = 100, unit: str = " %") -> str:
     "`mean ± std` (or the mean alone for one seed), scaled and rounded."
     if mean is None or np.isnan(mean):
@@ -108,6 +114,7 @@ def mean_std(mean: float, std: float, digits: int = 1, scale: float = 100, unit:
         return f"{scale * mean:.{digits}f}{unit}"
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}{unit}"
 
+# %% ../nbs/07_results.ipynb
 def configuration_table(configs: pd.DataFrame, runs_link: str = "runs") -> str:
     "A markdown table of `configurations`, one row each."
     lines = ["| backbone | train examples | precision | configuration | seeds | dev accuracy | macro F1 | says yes | recall on no "
@@ -129,6 +136,7 @@ def learning_curve(runs: pd.DataFrame, backbone: str = "minilm") -> pd.DataFrame
     return picked.sort_values("n_train")[["n_train", "run", "accuracy", "macro_f1", "yes_rate", "recall_no",
                                           "best_epoch", "wall_min"]].reset_index(drop=True)
 
+# %% ../nbs/07_results.ipynb
 def plot_learning_curve(curve: pd.DataFrame, baseline: float, path: str | os.PathLike) -> Path:
     "Dev accuracy and macro F1 against the number of training examples (log scale), with the majority baseline."
     fig = new_figure(6.5, 3.8)
@@ -140,6 +148,7 @@ def plot_learning_curve(curve: pd.DataFrame, baseline: float, path: str | os.Pat
     ax.legend(loc="lower right")
     return save_figure(fig, Path(path))
 
+# %% ../nbs/07_results.ipynb
 def curve_table(curve: pd.DataFrame) -> str:
     lines = ["| train examples | run | dev accuracy | macro F1 | says yes | recall on no | best epoch |",
              "|---|---|---|---|---|---|---|"]
@@ -264,6 +273,7 @@ def soak_table(soak_files) -> str:
                      f"| {'–' if flat is None else ('yes' if flat else 'no')} |")
     return "\n".join(lines)
 
+# %% ../nbs/07_results.ipynb
 def plot_soak_memory(soak_files, path: str | os.PathLike) -> Path:
     "The server's RSS during each soak of `soak_files`, one line per file."
     fig = new_figure(6, 3.5)
@@ -295,6 +305,7 @@ def epoch_table(metrics_path: str | os.PathLike) -> str:
     where = f" ({where['device']}, {where['torch_threads']} threads)" if where else ""
     return "\n".join(lines) + "\n\n" + ", ".join(speed) + where + "."
 
+# %% ../nbs/07_results.ipynb
 def fuzz_table(fuzz_file: str | os.PathLike) -> str:
     "The long fuzzing run (`bench/fuzz.py`'s JSON) as a markdown table."
     fuzz = json.loads(Path(fuzz_file).read_text())
@@ -324,6 +335,7 @@ def scored_on_holdout(study_dir: str | os.PathLike) -> bool:
     protocols = [json.loads(p.read_text()).get("protocol") or {} for p in Path(study_dir).glob("trials/*/metrics.json")]
     return bool(protocols) and all(p.get("selected_on") == "holdout" for p in protocols)
 
+# %% ../nbs/07_results.ipynb
 def _setting(name: str, value) -> str:
     if pd.isna(value):
         return "–"
@@ -390,6 +402,7 @@ def run_overrides(parameters: dict, config: dict) -> dict:
     first = [k for k in ("run_name", "seed") if k in keys]
     return {k: parameters[k] for k in first + sorted(set(keys) - set(first))}
 
+# %% ../nbs/07_results.ipynb
 def closest_config(parameters: dict, configs: dict[str, dict]) -> tuple[str, dict]:
     "The configuration that reproduces a run with the fewest overrides (a product config before an experiment)."
     def cost(item):
@@ -468,6 +481,7 @@ def runs_index(runs_dir: str | os.PathLike, root: str | os.PathLike | None = Non
               if p.stem not in training]
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/07_results.ipynb
 def write_runs_index(runs_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     "Write `runs_index` to `runs_dir/README.md` (atomically)."
     path = Path(runs_dir)/"README.md"
@@ -488,6 +502,7 @@ def headline_runs(runs_dir: str | os.PathLike, name: str) -> list[dict]:
         files = [runs_dir/name/"metrics.json"] if (runs_dir/name/"metrics.json").is_file() else []
     return [{"run": Path(f).parent.name, **json.loads(Path(f).read_text(encoding="utf-8"))} for f in files]
 
+# %% ../nbs/07_results.ipynb
 def served_accuracy(metrics: dict, results_dir: str | os.PathLike) -> str:
     "The serving backend's dev accuracy: the run's own record (`metrics['serving']`), else `results_dir/<run>/backends.json`'s int8."
     serving = metrics.get("serving") or {}
@@ -543,6 +558,7 @@ def time_to_accuracy_table(metrics_files, targets=(0.65, 0.68, 0.70)) -> str:
                      + " | ".join(reached) + f" | {percent(curve[-1]['accuracy'])} |")
     return "\n".join(lines)
 
+# %% ../nbs/07_results.ipynb
 def plot_time_to_accuracy(metrics_files, path: str | os.PathLike, baseline: float | None = None) -> Path:
     "Dev accuracy after each epoch against minutes of training, one line per run that tracked it."
     fig = new_figure(6.5, 3.8)
@@ -586,6 +602,7 @@ def study_config(study_name: str, root: str | os.PathLike) -> str | None:
             return path.relative_to(root).as_posix()
     return None
 
+# %% ../nbs/07_results.ipynb
 def training_report(runs_dir: str | os.PathLike) -> list[str]:
     "The report's training part: every held-out configuration, the full-data runs, the tuning studies."
     runs = read_runs(runs_dir)
@@ -679,6 +696,7 @@ def readme_results(runs_dir: str | os.PathLike) -> str:
                       f"accuracy. Every run: [runs/README.md](runs/README.md); every table: [the results page]"
                       f"({SITE_URL}runs/results.html).", README_END])
 
+# %% ../nbs/07_results.ipynb
 def readme_quickstart(runs_dir: str | os.PathLike) -> str:
     "The README's quickstart block: `quickstart_summary` between its markers."
     return "\n".join([QUICKSTART_START, quickstart_summary(runs_dir), QUICKSTART_END])
@@ -691,6 +709,7 @@ def results_block(text: str, where: str = "text", start: str = README_START, end
         raise ValueError(f"{where}: no generated block ({start} ... {end})")
     return text[i:j + len(end)]
 
+# %% ../nbs/07_results.ipynb
 def update_index_results(index: str | os.PathLike, runs_dir: str | os.PathLike) -> bool:
     "Rewrite the generated blocks (results, quickstart) in the markdown cells of the notebook `index`; True if any changed."
     path = Path(index)
@@ -733,6 +752,7 @@ def passage_ablation(model, questions: list[str], passages: list[str], titles: l
         result[name] = {k: m[k] for k in ("accuracy", "macro_f1", "predicted_yes_rate", "majority_baseline")}
     return result
 
+# %% ../nbs/07_results.ipynb
 def ablation_table(results_dir: str | os.PathLike) -> str:
     "A markdown table of every `<results_dir>/<run>/passage_ablation.json`."
     lines = ["| run | own passage | another example's passage | title only | always yes |", "|---|---|---|---|---|"]
@@ -760,6 +780,7 @@ def backend_accuracy(model_dir: str | os.PathLike, questions: list[str], passage
                            "onnx_file": getattr(model, "onnx_file", Path("")).name or None}
     return result
 
+# %% ../nbs/07_results.ipynb
 def backends_table(results_dir: str | os.PathLike) -> str:
     "A markdown table of every `<results_dir>/<run>/backends.json`."
     from boolq_nb.onnx import INT8_ONNX_FILE  # as in backend_accuracy: the serving stack only where it is used

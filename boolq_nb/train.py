@@ -36,6 +36,7 @@ from .evaluate import (
 # Public API that lived here before boolq_nb.evaluate existed (the commands recorded in runs/results.ipynb import
 # write_calibration_summary from here): the only names this module re-exports without using them.
 from .evaluate import calibration_summary, read_predictions, write_calibration_summary  # noqa: F401
+from .edits import with_question_edits
 from .features import make_collator, tokenize_boolq
 from .io import atomic_directory, atomic_write_json, atomic_write_text
 from .card import write_model_card
@@ -99,6 +100,7 @@ class TrainConfig:
     attention_dropout: float | None = None  # dropout on attention weights; None keeps the backbone's (0.1 for MiniLM); 0 trains faster on CPU
     fast_dropout: bool = False  # CPU dropout masks four elements per random number (FastDropout: same distribution, another stream)
     pooling: str = "cls"  # head on the first token (cls), or on the mean of all token states (mean)
+    question_edits: bool = False  # add the edited questions of train (negated, or an antonym swapped) with the answer flipped, to make the model read the question
     precision: str = "auto"  # auto: bfloat16 autocast where the CPU (or GPU) computes it natively, else float32; or bf16, fp32
     selection: str = "holdout"  # choose the epoch and temperature on a held-out slice of train (holdout) or on dev (dev)
     holdout_fraction: float = 0.05  # share of train held out for selection (stratified; the same slice in every run)
@@ -128,14 +130,17 @@ class TrainConfig:
 def report_targets(self: TrainConfig) -> list[str]:
     return [t.strip() for t in self.report_to.split(",") if t.strip()]
 
+# %% ../nbs/03_train.ipynb
 @patch(as_prop=True)
 def run_dir(self: TrainConfig) -> Path:
     return Path(self.output_dir)/self.run_name
 
+# %% ../nbs/03_train.ipynb
 @patch(as_prop=True)
 def checkpoint_dir(self: TrainConfig) -> Path:
     return Path(self.model_dir)/self.run_name/"checkpoints"
 
+# %% ../nbs/03_train.ipynb
 @patch(as_prop=True)
 def final_model_dir(self: TrainConfig) -> Path:
     return Path(self.model_dir)/self.run_name/"model"
@@ -285,6 +290,7 @@ def line(self: ProgressPrinter, args, state) -> str:
     return (f"step {state.global_step}/{state.max_steps} · epoch {state.epoch or 0:.2f}/{args.num_train_epochs:g} · "
             f"{_minutes(elapsed)} elapsed · {_minutes(left)} left{speed}")
 
+# %% ../nbs/03_train.ipynb
 @patch
 def on_evaluate(self: ProgressPrinter, args, state, control, metrics=None, **kwargs):
     if metrics and "eval_accuracy" in metrics:
@@ -337,6 +343,7 @@ def layer_depth(name: str, n_layers: int) -> int:
     match = re.search(r"\.layers?\.(\d+)\.", name)
     return int(match.group(1)) + 1 if match else n_layers + 1
 
+# %% ../nbs/03_train.ipynb
 def layerwise_parameter_groups(model, learning_rate: float, decay: float, weight_decay: float,
                                decayed_names: set[str]) -> list[dict]:
     "Optimizer parameter groups: one per (depth, weight decay), at `learning_rate * decay ** (top - depth)`."
@@ -351,6 +358,7 @@ def layerwise_parameter_groups(model, learning_rate: float, decay: float, weight
         group["params"].append(parameter)
     return [groups[k] for k in sorted(groups)]
 
+# %% ../nbs/03_train.ipynb
 BoolQTrainer.layerwise_lr_decay = 1.0  # set per run by `train`
 
 @patch
@@ -566,6 +574,8 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
     select_split = "holdout" if on_holdout else "validation"
     data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
                       holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
+    if config.question_edits:  # train only: the held-out slice and dev keep their questions, so reports stay comparable
+        data["train"] = with_question_edits(data["train"])
     model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
                                      fast_dropout=config.fast_dropout)
     use_training_attention(model, precision, args.device, config.attention_dropout)
@@ -620,6 +630,7 @@ def run_parameters(metrics: dict) -> dict:
         parameters.pop("holdout_fraction")  # no slice is held out: the fraction means nothing
     return parameters
 
+# %% ../nbs/03_train.ipynb
 def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...] = SEED_SUMMARY_METRICS) -> dict:
     "Mean, sample standard deviation, min and max of each metric over runs (`metrics.json`) that differ only in seed."
     if len(metrics_files) < 2:
@@ -650,6 +661,7 @@ def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...
                         "min": float(values.min()), "max": float(values.max()), "values": values.tolist()}
     return summary
 
+# %% ../nbs/03_train.ipynb
 def write_seed_summary(path: str | os.PathLike, metrics_files: list[str | os.PathLike]) -> dict:
     "`summarize_seeds`, written atomically to `path` as JSON."
     summary = summarize_seeds(metrics_files)
@@ -673,10 +685,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class) -> argpa
                                 help=text.replace("%", "%%"))
     return parser
 
+# %% ../nbs/03_train.ipynb
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boolq-train", description="Fine-tune a yes/no classifier on BoolQ.")
     return add_config_arguments(parser, TrainConfig)
 
+# %% ../nbs/03_train.ipynb
 def main(argv: list[str] | None = None) -> int:
     "Console entry point `boolq-train`."
     args = vars(build_parser().parse_args(argv))

@@ -59,14 +59,15 @@ def test_optional_sections_appear_only_when_given(full_report):
     ablation = _read("runs/results/minilm-full/passage_ablation.json")
     serving = {"chosen": "onnx", "reference_accuracy": 0.7245, "backends": {"torch": {"accuracy": 0.7245},
                                                                              "onnx": {"accuracy": 0.7239}}}
-    behaviour = {"tests": [{"name": "negated question", "kind": "DIR", "n": 50, "failure_rate": 0.3}]}
+    behaviour = {"tests": [{"test": "negated question", "kind": "DIR", "source": "dev", "n": 50, "failures": 15,
+                            "failure_rate": 0.3}]}
     report = {**full_report, "seeds": seeds, "serving": serving, "precision": "bf16",
               "environment": {**full_report["environment"], "cpu": {"model": "EPYC", "cores": 2}}}
     card = model_card(report, ablation=ablation, behaviour=behaviour)
     assert set(OPTIONAL_HEADINGS) <= set(_headings(card))
-    for text in ("| onnx (chosen) | 72.4 % | -0.06 points |", "| title only | 61.1 % |", "| negated question | DIR | 50 | 30.0 % |",
+    for text in ("| onnx (chosen) | 72.4 % | -0.06 points |", "| title only | 61.1 % |", "| negated question | DIR | dev | 50 | 30.0 % |",
                  "Trained with seeds 42, 43, 44", "- **precision:** bf16", "- **CPU:** model EPYC, cores 2",
-                 "up to 30.0 % of cases (negated question)"):
+                 "keeps 30.0 % of its answers under edits that should flip them; it fails most on negated question"):
         assert text in card.text, text
     only_ablation = model_card(full_report, ablation=ablation)
     assert [h for h in _headings(only_ablation) if h in OPTIONAL_HEADINGS] == ["## Passage ablation"]

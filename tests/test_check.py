@@ -73,7 +73,8 @@ def test_always_yes_fails_directional_tests_and_an_oracle_passes(tiny_assets):
 
 
 def test_generators_on_examples_with_known_answers():
-    from boolq_nb.check import Example, dev_cases, directional, negate_question, swap_antonym
+    from boolq_nb.check import Example, dev_cases, directional
+    from boolq_nb.edits import negate_question, swap_antonym
     base = Example("is it legal to do a cover of a song", "Covers are legal with a licence.", "Cover version", True)
     negated = directional("negated question", base, "dev", question=negate_question(base.question))
     assert (negated.example.question, negated.example.answer) == ("is it not legal to do a cover of a song", False)

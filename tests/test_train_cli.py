@@ -137,3 +137,28 @@ def test_bfloat16_training_learns_and_answers_the_same_in_float32_and_onnx(tiny_
         probabilities = model.predict_proba(*inputs)[0]
         np.testing.assert_allclose(probabilities, recorded, atol=0.05, err_msg=type(model).__name__)
         assert np.mean((probabilities >= 0.5) == (recorded >= 0.5)) >= 0.95
+
+
+def test_question_edits_add_flipped_questions_to_train_only(tiny_assets, tmp_path):
+    "--question-edits trains on the originals plus each safely edited question with its answer flipped; dev unchanged."
+    from boolq_nb.edits import question_edit
+    data = tmp_path/"data"
+    data.mkdir()
+    extra = [{"question": q, "passage": "It is cold in winter and there is a sequel.", "title": "t", "answer": True}
+             for q in ("is it cold in winter", "is there a sequel to the film", "do you need a visa to visit")]
+    (data/"train.jsonl").write_text((tiny_assets["data"]/"train.jsonl").read_text() +
+                                    "".join(json.dumps(r) + "\n" for r in extra))
+    (data/"dev.jsonl").write_text((tiny_assets["data"]/"dev.jsonl").read_text())
+    originals = [json.loads(line) for line in (data/"train.jsonl").read_text().splitlines()]
+    n_edits = sum(question_edit(r["question"], r["answer"]) is not None for r in originals)
+    assert n_edits >= 3
+    reports = {}
+    for name, flag in (("plain", "--no-question-edits"), ("edited", "--question-edits")):
+        args = _tiny_args(tiny_assets, tmp_path, name, 1)
+        args[args.index("--data-source") + 1] = str(data)
+        proc = run_cli([*args, flag, "--selection", "dev"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        reports[name] = json.loads((tmp_path/"runs"/name/"metrics.json").read_text())
+    assert reports["edited"]["n_train"] == reports["plain"]["n_train"] + n_edits
+    assert reports["edited"]["n_eval"] == reports["plain"]["n_eval"]
+    assert reports["edited"]["parameters"]["question_edits"] is True
