@@ -56,6 +56,7 @@ def text_field_problem(record: dict, field: str, required: bool = True, allow_em
                 f"{lone.start()}): text must be valid Unicode")
     return None
 
+# %% ../nbs/00_data.ipynb
 def parse_label(record: dict, field: str) -> tuple[int | None, str | None]:
     "(label as 0/1, None) or (None, problem)."
     if field not in record:
@@ -73,6 +74,7 @@ def raise_line_problems(path: str | os.PathLike, problems: list[str]):
     if (error := line_problems_error(path, problems, BoolQDataError)) is not None:
         raise error
 
+# %% ../nbs/00_data.ipynb
 def read_boolq_jsonl(path: str | os.PathLike, label_field: str = "answer") -> dict[str, list]:
     "Read and validate one BoolQ jsonl file into columns `question`, `passage`, `title`, `label`."
     path = Path(path)
@@ -119,12 +121,14 @@ class LocalFormat:
 LOCAL_FORMATS = (LocalFormat("original", "train.jsonl", "dev.jsonl", "answer"),
                  LocalFormat("superglue", "train.jsonl", "val.jsonl", "label"))
 
+# %% ../nbs/00_data.ipynb
 def resolve_source(source: str | os.PathLike | None = None) -> str:
     "`source`, else `$BOOLQ_DATA_DIR`, else the hub id."
     if source is not None and str(source).strip():
         return str(source)
     return os.environ.get(DATA_DIR_ENV) or BOOLQ_HUB_ID
 
+# %% ../nbs/00_data.ipynb
 def detect_local_format(folder: Path) -> LocalFormat:
     "Which `LOCAL_FORMATS` layout `folder` holds."
     for fmt in LOCAL_FORMATS:
@@ -134,9 +138,11 @@ def detect_local_format(folder: Path) -> LocalFormat:
     present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
     raise BoolQDataError(f"{folder}: not a BoolQ data folder: expected {expected}; found {present}")
 
+# %% ../nbs/00_data.ipynb
 def _dataset(columns: dict[str, list]) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=BOOLQ_FEATURES)
 
+# %% ../nbs/00_data.ipynb
 def _load_local(folder: Path) -> datasets.DatasetDict:
     fmt = detect_local_format(folder)
     return datasets.DatasetDict({
@@ -155,6 +161,7 @@ def _hub_split_to_columns(split: datasets.Dataset, source: str, name: str) -> di
             "title": split["title"] if "title" in split.column_names else [""] * len(split),
             "label": [int(v) for v in split[label_field]]}
 
+# %% ../nbs/00_data.ipynb
 def _load_hub(source: str) -> datasets.DatasetDict:
     try:
         raw = datasets.load_dataset(source)
@@ -179,6 +186,7 @@ def take_subset(ds: datasets.Dataset, n: int | None, seed: int = 42) -> datasets
         raise ValueError(f"subset size must be at least 1, got {n}")
     return ds.shuffle(seed=seed).select(range(n))
 
+# %% ../nbs/00_data.ipynb
 HOLDOUT_SEED = 0  # one held-out slice for every run and seed, so their selection figures compare
 
 def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = HOLDOUT_SEED
@@ -224,6 +232,7 @@ def load_boolq(source: str | os.PathLike | None = None, max_train_samples: int |
     return datasets.DatasetDict({"train": take_subset(train, max_train_samples, seed), **splits,
                                  "validation": take_subset(dsd["validation"], max_eval_samples, seed)})
 
+# %% ../nbs/00_data.ipynb
 def majority_baseline(labels) -> float:
     "Accuracy of always answering the most frequent label: the floor every BoolQ result is compared with."
     labels = np.asarray(labels)

@@ -44,6 +44,7 @@ class PairFeatures(NamedTuple):
     features: torch.Tensor       # (n, hidden_size) float32, CPU, in input order
     probability_yes: np.ndarray  # (n,)
 
+# %% ../nbs/05_drift.ipynb
 def _check_pairs(questions, passages, titles=None, where: str = "input") -> tuple[list[str], list[str], list[str] | None]:
     "Lists of equally many strings, or a ValueError saying what is wrong."
     if isinstance(questions, str) or isinstance(passages, str):
@@ -58,6 +59,7 @@ def _check_pairs(questions, passages, titles=None, where: str = "input") -> tupl
             raise ValueError(f"{where}: {name} {bad} is {type(texts[bad]).__name__}, not a string")
     return questions, passages, list(titles) if titles is not None else None
 
+# %% ../nbs/05_drift.ipynb
 @torch.inference_mode()
 def pair_features(model: YesNoModel, questions: list[str], passages: list[str], titles: list[str] | None = None,
                   batch_size: int = 32, pooling: str = "mean") -> PairFeatures:
@@ -153,12 +155,14 @@ TORCHDRIFT_VERSION = importlib.metadata.version("torchdrift")  # the package has
 class DriftMonitorMismatch(ValueError):
     "A saved drift monitor does not belong to the model it is used with."
 
+# %% ../nbs/05_drift.ipynb
 class DriftResult(NamedTuple):
     score: float     # MMD between the batch and the reference (0 when alike)
     p_value: float   # permutation p-value of "same distribution"
     drift: bool      # p_value <= alpha
     n: int           # pairs in the batch
 
+# %% ../nbs/05_drift.ipynb
 def model_fingerprint(model: YesNoModel) -> str:
     "SHA-256 over the model's config, encoding settings and weights: what the features depend on."
     # Where the model was loaded from, and which library version saved it, do not change its features.
@@ -171,6 +175,7 @@ def model_fingerprint(model: YesNoModel) -> str:
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
+# %% ../nbs/05_drift.ipynb
 def _model_summary(model: YesNoModel) -> dict:
     return {"model_type": model.model.config.model_type, "hidden_size": model.model.config.hidden_size,
             "backbone": model.info.get("backbone"), "max_length": model.max_length, "use_title": model.use_title}
@@ -234,6 +239,7 @@ def features(self: DriftMonitor, questions: list[str], passages: list[str],
                          "or use fit_features/test_features with precomputed features")
     return pair_features(self.model, questions, passages, titles, self.batch_size, self.pooling).features
 
+# %% ../nbs/05_drift.ipynb
 @patch
 def fit_features(self: DriftMonitor, reference: torch.Tensor) -> "DriftMonitor":
     "Use `reference` (n, hidden_size) as the sample of the expected distribution."
@@ -245,12 +251,14 @@ def fit_features(self: DriftMonitor, reference: torch.Tensor) -> "DriftMonitor":
     self._fit_detector()
     return self
 
+# %% ../nbs/05_drift.ipynb
 @patch
 def _pca_half(self: DriftMonitor) -> tuple[torch.Tensor, torch.Tensor]:
     "A seeded split of the reference: rows that fit the PCA, rows the test compares against."
     order = torch.as_tensor(np.random.default_rng(self.seed).permutation(len(self.reference)))
     return order[:len(order) // 2], order[len(order) // 2:]
 
+# %% ../nbs/05_drift.ipynb
 @patch
 def _fit_detector(self: DriftMonitor):
     # PCA fitted on the very rows the test uses as reference makes those rows special: the top components of a
@@ -260,6 +268,7 @@ def _fit_detector(self: DriftMonitor):
     rows = self._pca_half()[1] if self.pca is not None else slice(None)
     self.detector.fit(self._project(self.reference[rows]))
 
+# %% ../nbs/05_drift.ipynb
 @patch
 def fit(self: DriftMonitor, questions: list[str], passages: list[str],
         titles: list[str] | None = None) -> "DriftMonitor":
@@ -278,6 +287,7 @@ def test_features(self: DriftMonitor, features: torch.Tensor) -> DriftResult:
                                                                compute_score=True, compute_p_value=True)
     return DriftResult(float(score), float(p_value), bool(p_value <= self.alpha), len(features))
 
+# %% ../nbs/05_drift.ipynb
 @patch
 def test(self: DriftMonitor, questions: list[str], passages: list[str],
          titles: list[str] | None = None) -> DriftResult:
@@ -358,6 +368,7 @@ def mismatched_pairs(questions: list[str], passages: list[str], seed: int = 0) -
         shuffled[i] = passages[j]
     return list(questions), shuffled
 
+# %% ../nbs/05_drift.ipynb
 # A sentence ends at . ! or ? before a capital or digit, but not after an abbreviation like "Mr." or "U.S.".
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z][a-z]\.)(?<!\b[A-Z]\.)(?<!\bMrs\.)(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -365,6 +376,7 @@ def first_sentence(passages: list[str]) -> list[str]:
     "Each passage cut to its first sentence."
     return [_SENTENCE_END.split(p.strip(), maxsplit=1)[0] for p in passages]
 
+# %% ../nbs/05_drift.ipynb
 def add_typos(texts: list[str], word_rate: float = 0.25, seed: int = 0) -> list[str]:
     "Texts where a share `word_rate` of the words (3+ characters) get one random character edit."
     rng = np.random.default_rng(seed)
@@ -379,6 +391,7 @@ def add_typos(texts: list[str], word_rate: float = 0.25, seed: int = 0) -> list[
     return [" ".join(edit(w) if len(w) >= 3 and rng.random() < word_rate else w for w in text.split(" "))
             for text in texts]
 
+# %% ../nbs/05_drift.ipynb
 def question_only(passages: list[str]) -> list[str]:
     "Empty passages: the retriever found nothing."
     return ["" for _ in passages]
@@ -578,6 +591,7 @@ def run_drift(args: argparse.Namespace) -> dict:
     return {"reference_size": len(monitor.reference), "alpha": monitor.alpha, "batches": batches,
             "drift_batches": sum(bool(b.get("drift")) for b in batches)}
 
+# %% ../nbs/05_drift.ipynb
 def main(argv: list[str] | None = None) -> int:
     "Console entry point `boolq-drift`."
     args = build_parser().parse_args(argv)

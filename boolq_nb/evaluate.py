@@ -46,6 +46,7 @@ def classification_metrics(labels, predictions) -> dict:
             "predicted_yes_rate": share_yes, "collapsed": min(share_yes, 1 - share_yes) < COLLAPSE_SHARE,
             "per_class": per_class, "confusion_matrix": confusion.tolist()}
 
+# %% ../nbs/02b_evaluate.ipynb
 def collapse_warning(metrics: dict) -> str | None:
     "A loud message when `metrics` (from `classification_metrics`, keys optionally prefixed) show a collapsed model."
     get = lambda k: metrics.get(k, metrics.get(f"eval_{k}"))
@@ -62,11 +63,13 @@ def new_figure(*size):
     from matplotlib.figure import Figure  # no pyplot: no global state, works without a display
     return Figure(figsize=size, layout="constrained")
 
+# %% ../nbs/02b_evaluate.ipynb
 def save_figure(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110)
     return path
 
+# %% ../nbs/02b_evaluate.ipynb
 def plot_learning_curves(log_history: list[dict], baseline: float, path: str | os.PathLike,
                          evaluated_on: str = "validation") -> Path:
     "Training loss, and loss and accuracy on the split `evaluated_on` each epoch, with its majority baseline."
@@ -86,6 +89,7 @@ def plot_learning_curves(log_history: list[dict], baseline: float, path: str | o
     ax_loss.legend(); ax_acc.legend(loc="lower right")
     return save_figure(fig, Path(path))
 
+# %% ../nbs/02b_evaluate.ipynb
 def plot_confusion_matrix(confusion: list[list[int]], path: str | os.PathLike, title: str = "validation") -> Path:
     "The 2x2 confusion matrix with counts and row shares."
     confusion = np.asarray(confusion)
@@ -110,12 +114,14 @@ def calibration_bins(labels, probabilities_yes, n_bins: int = 10) -> list[dict]:
              "confidence": float(confidence[which == b].mean()), "accuracy": float((predicted == labels)[which == b].mean())}
             for b in range(n_bins) if (which == b).any()]
 
+# %% ../nbs/02b_evaluate.ipynb
 def expected_calibration_error(labels, probabilities_yes, n_bins: int = 10) -> float:
     "ECE: the example-weighted mean gap between confidence and accuracy over confidence bins."
     bins = calibration_bins(labels, probabilities_yes, n_bins)
     total = sum(b["n"] for b in bins)
     return float(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / total)
 
+# %% ../nbs/02b_evaluate.ipynb
 def plot_reliability(labels, probabilities_yes, path: str | os.PathLike, n_bins: int = 10, title: str = "",
                      scaled=None) -> Path:
     """Reliability diagram (accuracy against confidence per bin, bar width ~ share of examples) with the ECE;
@@ -143,6 +149,7 @@ def _margins(probabilities_yes) -> np.ndarray:
     p = np.clip(np.asarray(probabilities_yes, dtype=np.float64), 1e-7, 1 - 1e-7)
     return np.log(p) - np.log1p(-p)
 
+# %% ../nbs/02b_evaluate.ipynb
 def fit_temperature(labels, probabilities_yes) -> float:
     "The temperature (within e^-3 to e^3, about 0.05 to 20) that minimises the log loss of rescaled `probabilities_yes`."
     margins = torch.as_tensor(_margins(probabilities_yes))
@@ -161,16 +168,19 @@ def fit_temperature(labels, probabilities_yes) -> float:
     optimizer.step(closure)
     return float(log_t.detach().clamp(-3, 3).exp())
 
+# %% ../nbs/02b_evaluate.ipynb
 def rescale_probabilities(probabilities_yes, temperature: float) -> np.ndarray:
     "P(yes) as the same model would give it with its logits divided by `temperature`."
     margins = _margins(probabilities_yes)
     return probability_yes(np.stack([np.zeros_like(margins), margins], axis=-1), temperature)
 
+# %% ../nbs/02b_evaluate.ipynb
 class TemperatureScaling(NamedTuple):
     temperature: float          # fitted on all examples: the one to save with the model
     cross_fitted: np.ndarray    # each example rescaled by the temperature fitted on the other folds
     ece: float                  # ECE of `cross_fitted`: the calibration to expect on new data
 
+# %% ../nbs/02b_evaluate.ipynb
 def temperature_scaling(labels, probabilities_yes, folds: int = 2, seed: int = 0) -> TemperatureScaling:
     "Fit a temperature to (`labels`, `probabilities_yes`) and measure, by cross-fitting, the ECE it leaves."
     labels, probabilities_yes = np.asarray(labels), np.asarray(probabilities_yes, dtype=np.float64)
@@ -206,6 +216,7 @@ def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: no predictions")
     return np.array(labels), np.array(probabilities)
 
+# %% ../nbs/02b_evaluate.ipynb
 def calibration_summary(prediction_files: list[str | os.PathLike], folds: int = 2, seed: int = 0) -> dict:
     "Per run (named by its folder): the fitted temperature, and the ECE before and after scaling (cross-fitted)."
     runs = {}
@@ -217,6 +228,7 @@ def calibration_summary(prediction_files: list[str | os.PathLike], folds: int = 
                                   "ece_temperature_scaled": scaling.ece}
     return {"method": "temperature scaling, ECE cross-fitted over folds", "folds": folds, "seed": seed, "runs": runs}
 
+# %% ../nbs/02b_evaluate.ipynb
 def write_calibration_summary(path: str | os.PathLike, prediction_files: list[str | os.PathLike]) -> dict:
     "`calibration_summary`, written atomically to `path` as JSON."
     summary = calibration_summary(prediction_files)

@@ -21,6 +21,7 @@ def passage_text(passages: list[str], titles: list[str] | None = None, use_title
         return list(passages)
     return [f"{t}. {p}" if t else p for t, p in zip(titles, passages)]
 
+# %% ../nbs/01_features.ipynb
 def pair_lengths(tokenizer: PreTrainedTokenizerBase, questions: list[str], passages: list[str]) -> list[int]:
     "Untruncated length in tokens of each (question, passage) pair, special tokens included."
     n_special = tokenizer.num_special_tokens_to_add(pair=True)
@@ -29,6 +30,7 @@ def pair_lengths(tokenizer: PreTrainedTokenizerBase, questions: list[str], passa
     p_ids = tokenizer(list(passages), add_special_tokens=False, verbose=False)["input_ids"]
     return [len(q) + len(p) + n_special for q, p in zip(q_ids, p_ids)]
 
+# %% ../nbs/01_features.ipynb
 def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: list[str], passages: list[str],
                  titles: list[str] | None = None, max_length: int = 256, use_title: bool = False) -> dict:
     "Token ids of each pair (unpadded), with `length` and whether the passage was `truncated`."
@@ -66,6 +68,7 @@ def tokenize_boolq(ds: datasets.Dataset | datasets.DatasetDict, tokenizer: PreTr
     columns = ds.column_names if isinstance(ds, datasets.Dataset) else next(iter(ds.values())).column_names
     return ds.map(encode, batched=True, remove_columns=columns, desc="tokenizing")
 
+# %% ../nbs/01_features.ipynb
 def make_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
     "Pads each batch to its longest member (to a multiple of 8 on GPU, where tensor cores want it)."
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)

@@ -40,12 +40,14 @@ def json_values(max_leaves: int = 12) -> st.SearchStrategy:
                                                            st.dictionaries(keys, children, max_size=4)),
                         max_leaves=max_leaves)
 
+# %% ../nbs/91_fuzzing.ipynb
 def score_items() -> st.SearchStrategy[dict]:
     "One request item: usually text fields (hard text), sometimes any JSON value in any field, or a field missing."
     field = st.one_of(odd_text(), odd_text(), json_values(4))
     return st.fixed_dictionaries({}, optional={"question": field, "passage": field, "title": field,
                                                "answer": json_values(2)})
 
+# %% ../nbs/91_fuzzing.ipynb
 def deep_nesting() -> st.SearchStrategy[str]:
     "Deeply nested JSON text (up to 200,000 levels): arrays, objects, and nesting inside a field or `inputs`."
     templates = {"array": ("[", "]"), "object": ('{"a":', "}"),
@@ -56,10 +58,12 @@ def deep_nesting() -> st.SearchStrategy[str]:
         return head * depth + "1" + tail * depth if kind in ("array", "object") else head + inner + tail
     return st.builds(build, st.sampled_from(sorted(templates)), st.integers(1, 200_000))
 
+# %% ../nbs/91_fuzzing.ipynb
 def encode_json(value, ensure_ascii: bool) -> bytes:
     "JSON bytes as a client might send them: escaped, or raw UTF-8 (lone surrogates passed through, so invalid)."
     return json.dumps(value, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
 
+# %% ../nbs/91_fuzzing.ipynb
 def score_bodies(max_items: int = 80) -> st.SearchStrategy[bytes]:
     "Bytes of a `/score` body, from well-formed to hostile."
     ascii_or_not = st.booleans()
@@ -85,11 +89,13 @@ def expected_answers(body: bytes) -> int | None:
         return len(payload["inputs"])
     return 1
 
+# %% ../nbs/91_fuzzing.ipynb
 def _is_answer(answer) -> bool:
     return (isinstance(answer, dict) and isinstance(answer.get("answer"), bool)
             and isinstance(answer.get("probability"), float) and 0 <= answer["probability"] <= 1
             and answer["answer"] == (answer["probability"] >= 0.5))
 
+# %% ../nbs/91_fuzzing.ipynb
 def score_outcome_problem(body: bytes, status: int, payload) -> str | None:
     "What is wrong with answering `body` with `status` and (decoded JSON) `payload`, or None when it is right."
     if status >= 500:
@@ -126,10 +132,12 @@ def jsonl_lines() -> st.SearchStrategy[bytes]:
         st.just(b""),
     )
 
+# %% ../nbs/91_fuzzing.ipynb
 def jsonl_files(max_lines: int = 12) -> st.SearchStrategy[bytes]:
     "The bytes of a JSON-lines file of `jsonl_lines`."
     return st.lists(jsonl_lines(), max_size=max_lines).map(lambda lines: b"\n".join(lines) + (b"\n" if lines else b""))
 
+# %% ../nbs/91_fuzzing.ipynb
 _WHOLE_FILE = re.compile(r": (no \w+ in file|file not found)$")
 
 def data_error_problem(path, error: Exception) -> str | None:
@@ -152,6 +160,7 @@ class FuzzCounts(NamedTuple):
     distinct_errors: int
     examples: list[str]  # the first few problems, for the report
 
+# %% ../nbs/91_fuzzing.ipynb
 def fuzz_target(strategy: st.SearchStrategy, check: Callable[[object], tuple[str | None, str | None]],
                 n: int, seed: int = 0) -> FuzzCounts:
     """Run `check` on `n` generated inputs. `check(x)` returns (problem or None, error message or None); a problem

@@ -30,6 +30,7 @@ def atomic_path(path: str | os.PathLike):
     finally:
         tmp.unlink(missing_ok=True)
 
+# %% ../nbs/00a_io.ipynb
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     "Write `text` to `path` atomically (fsynced before the rename)."
     with atomic_path(path) as tmp:
@@ -39,10 +40,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             os.fsync(f.fileno())
     return Path(path)
 
+# %% ../nbs/00a_io.ipynb
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     "Write `obj` as indented JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
+# %% ../nbs/00a_io.ipynb
 @contextmanager
 def atomic_directory(path: str | os.PathLike):
     "Yield an empty staging folder next to `path`; on success it replaces `path` whole, on error it is removed."
@@ -70,11 +73,13 @@ class JSONInputError(ValueError):
         self.what, self.line, self.column = what, line, column
         super().__init__(f"{what} at line {line} column {column}")
 
+# %% ../nbs/00a_io.ipynb
 _JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')  # a string (maybe unclosed) or a bracket
 
 def _line_and_column(text: str, position: int) -> tuple[int, int]:
     return text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
 
+# %% ../nbs/00a_io.ipynb
 def json_nesting_problem(text: str, max_depth: int = MAX_JSON_DEPTH) -> JSONInputError | None:
     "A `JSONInputError` at the first bracket that nests deeper than `max_depth` (strings skipped), or None."
     if text.count("[") + text.count("{") <= max_depth:  # cannot nest too deep: most texts cost two counts
@@ -91,6 +96,7 @@ def json_nesting_problem(text: str, max_depth: int = MAX_JSON_DEPTH) -> JSONInpu
             depth -= 1
     return None
 
+# %% ../nbs/00a_io.ipynb
 def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH):
     "`text` decoded as JSON, or a `JSONInputError` naming what is wrong and where."
     if (problem := json_nesting_problem(text, max_depth)) is not None:
@@ -106,6 +112,7 @@ def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH):
 class JSONLinesError(ValueError):
     "A JSON-lines file could not be read: the message names the file, and each line to blame as `file:line: what`."
 
+# %% ../nbs/00a_io.ipynb
 MAX_REPORTED_PROBLEMS = 20  # enough to fix a file in one go, short enough to read
 
 def iter_jsonl_objects(path: str | os.PathLike, error: type[ValueError] = JSONLinesError):
@@ -134,6 +141,7 @@ def iter_jsonl_objects(path: str | os.PathLike, error: type[ValueError] = JSONLi
                 continue
             yield line_no, record, None
 
+# %% ../nbs/00a_io.ipynb
 def line_problems_error(path: str | os.PathLike, problems: list[str],
                         error: type[ValueError] = JSONLinesError) -> ValueError | None:
     "One `error` listing `problems` ('file:line: what') of `path` (at most `MAX_REPORTED_PROBLEMS`); None if none."

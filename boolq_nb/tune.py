@@ -103,10 +103,12 @@ class TuneConfig:
 def batch_size_choices(self: TuneConfig) -> list[int]:
     return [int(v) for v in self.batch_sizes.split(",") if v]
 
+# %% ../nbs/04_tune.ipynb
 @patch(as_prop=True)
 def max_length_choices(self: TuneConfig) -> list[int]:
     return [int(v) for v in self.max_lengths.split(",") if v]
 
+# %% ../nbs/04_tune.ipynb
 @patch(as_prop=True)
 def layerwise_lr_decay_choices(self: TuneConfig) -> list[float]:
     return [float(v) for v in self.layerwise_lr_decays.split(",") if v]
@@ -116,6 +118,7 @@ def layerwise_lr_decay_choices(self: TuneConfig) -> list[float]:
 def study_dir(self: TuneConfig) -> Path:
     return Path(self.output_dir)/self.study_name
 
+# %% ../nbs/04_tune.ipynb
 @patch(as_prop=True)
 def storage_url(self: TuneConfig) -> str:
     return self.storage or f"sqlite:///{(self.study_dir/'study.db').resolve()}"
@@ -259,6 +262,7 @@ class PruneOnEvaluation(TrainerCallback):
 class StudyStorageError(RuntimeError):
     "The study's storage could not be opened."
 
+# %% ../nbs/04_tune.ipynb
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
     try:
@@ -266,6 +270,7 @@ def _redacted(url: str) -> str:
     except Exception:
         return "<unparseable URL>"
 
+# %% ../nbs/04_tune.ipynb
 class _StaleTrialHandler:
     "Called for a trial whose worker died: drop its checkpoints, then enqueue the same settings once more."
     def __init__(self, config: TuneConfig):
@@ -279,6 +284,7 @@ class _StaleTrialHandler:
             shutil.rmtree(Path(self.config.model_dir)/self.config.study_name/"trials"/run_name, ignore_errors=True)
         self.retry(study, trial)
 
+# %% ../nbs/04_tune.ipynb
 def open_storage(config: TuneConfig) -> RDBStorage:
     "Optuna's RDB storage for `config.storage_url`, with heartbeats; a clear error if it cannot be opened."
     url = config.storage_url
@@ -315,12 +321,14 @@ def open_storage(config: TuneConfig) -> RDBStorage:
 class _SurplusTrial(Exception):
     "A trial created after all `n_trials` were taken (two workers asked at once); it is closed without training."
 
+# %% ../nbs/04_tune.ipynb
 _TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 def _count(study: optuna.Study, states) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
+# %% ../nbs/04_tune.ipynb
 def _make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     # Steps are epochs, counted from 1 (optuna prunes from step n_warmup_steps on). The warm-up exists because of a
     # measurement (runs/tune-minilm): every trial still answered "yes" to everything after its first epoch, so all
@@ -332,12 +340,14 @@ def _make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.pruner_warmup_epochs + 1, reduction_factor=2)
     return optuna.pruners.NopPruner()
 
+# %% ../nbs/04_tune.ipynb
 def _make_sampler(config: TuneConfig, seed: int | None) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, config.n_trials // 3)),
                                           multivariate=True, constant_liar=True)
 
+# %% ../nbs/04_tune.ipynb
 def open_study(config: TuneConfig) -> optuna.Study:
     "Create the study, or join it with the same settings; the creator enqueues the default trial."
     storage = open_storage(config)
@@ -412,6 +422,7 @@ def _clock(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
+# %% ../nbs/04_tune.ipynb
 class TrialProgress:
     "Optuna callback: print one line per trial this worker finishes: score, best so far, time spent and left."
 
@@ -591,6 +602,7 @@ def _log_study_to_wandb(config: TuneConfig, summary: dict, rows: list[dict], plo
     run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None})
     run.finish()
 
+# %% ../nbs/04_tune.ipynb
 def _plain(value):
     return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
@@ -600,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      allow_abbrev=False)  # --learning-rate must not silently mean --learning-rate-min
     return add_config_arguments(parser, TuneConfig)
 
+# %% ../nbs/04_tune.ipynb
 def main(argv: list[str] | None = None) -> int:
     "Console entry point `boolq-tune`: run one worker of a study and print its summary."
     args = vars(build_parser().parse_args(argv))
