@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'SELECTIONS', 'RUN_FILES', 'SEED_SUMMARY_METRICS', 'SEED_IRRELEVANT', 'coerce_param', 'TrainConfig',
            'check_train_config', 'load_param_file', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
            'ProgressPrinter', 'use_training_attention', 'DevCurve', 'layer_depth', 'layerwise_parameter_groups',
-           'last_complete_checkpoint', 'TrainResult', 'train', 'run_parameters', 'summarize_seeds',
+           'last_complete_checkpoint', 'TrainResult', 'train', 'run_parameters', 'same_data_source', 'summarize_seeds',
            'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
@@ -631,6 +631,14 @@ def run_parameters(metrics: dict) -> dict:
     return parameters
 
 # %% ../nbs/03_train.ipynb
+def same_data_source(source: str | None) -> str | None:
+    """A run's recorded `data_source`, comparable across runs: a local folder by its name (the same data named by a
+    relative or an absolute path, or on another machine; `n_train` and `n_eval` are compared beside it), a hub id as is."""
+    if source and source.startswith(("/", ".", "~")):
+        return Path(source).name
+    return source
+
+# %% ../nbs/03_train.ipynb
 def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...] = SEED_SUMMARY_METRICS) -> dict:
     "Mean, sample standard deviation, min and max of each metric over runs (`metrics.json`) that differ only in seed."
     if len(metrics_files) < 2:
@@ -647,7 +655,8 @@ def summarize_seeds(metrics_files: list[str | os.PathLike], keys: tuple[str, ...
         parameters = run_parameters(metrics)
         seeds.append(parameters["seed"])
         settings.append({**{k: v for k, v in parameters.items() if k not in SEED_IRRELEVANT},
-                         **{f"resolved_{k}": metrics.get(k) for k in ("data_source", "n_train", "n_eval")}})
+                         "resolved_data_source": same_data_source(metrics.get("data_source")),
+                         **{f"resolved_{k}": metrics.get(k) for k in ("n_train", "n_eval")}})
         runs.append(metrics)
     differing = sorted(k for k in settings[0] if any(s.get(k) != settings[0][k] for s in settings[1:]))
     if differing:
