@@ -50,8 +50,8 @@ logger = logging.getLogger(__name__)
 __all__ = ['logger', 'SELECTIONS', 'RUN_FILES', 'SEED_SUMMARY_METRICS', 'SEED_IRRELEVANT', 'coerce_param', 'TrainConfig',
            'check_train_config', 'load_param_file', 'EvalRecorder', 'BoolQTrainer', 'training_arguments',
            'ProgressPrinter', 'use_training_attention', 'DevCurve', 'layer_depth', 'layerwise_parameter_groups',
-           'last_complete_checkpoint', 'TrainResult', 'train', 'run_parameters', 'same_data_source', 'summarize_seeds',
-           'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
+           'last_complete_checkpoint', 'TrainResult', 'training_data', 'train', 'run_parameters', 'same_data_source',
+           'summarize_seeds', 'write_seed_summary', 'add_config_arguments', 'build_parser', 'main']
 
 # %% ../nbs/03_train.ipynb
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -552,6 +552,15 @@ def _trainer(config: TrainConfig, args, model, tokenizer, encoded, select_split:
     return trainer, recorder, dev_curve
 
 # %% ../nbs/03_train.ipynb
+def training_data(config: TrainConfig) -> datasets.DatasetDict:
+    "BoolQ's train, selection (holdout) and validation splits as `config` asks for them."
+    data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
+                      holdout_fraction=config.holdout_fraction if config.selection == "holdout" else 0.0)
+    if config.question_edits:  # train only: the held-out slice and dev keep their questions, so reports stay comparable
+        data["train"] = with_question_edits(data["train"])
+    return data
+
+# %% ../nbs/03_train.ipynb
 def train(config: TrainConfig | None = None, callbacks: list | None = None, **overrides) -> TrainResult:
     """Fine-tune `config.backbone` on BoolQ; write metrics and plots to `runs/<run_name>/` and the model to `models/`.
 
@@ -572,10 +581,7 @@ def train(config: TrainConfig | None = None, callbacks: list | None = None, **ov
 
     on_holdout = config.selection == "holdout"
     select_split = "holdout" if on_holdout else "validation"
-    data = load_boolq(config.data_source, config.max_train_samples, config.max_eval_samples, config.seed,
-                      holdout_fraction=config.holdout_fraction if on_holdout else 0.0)
-    if config.question_edits:  # train only: the held-out slice and dev keep their questions, so reports stay comparable
-        data["train"] = with_question_edits(data["train"])
+    data = training_data(config)
     model, tokenizer = load_backbone(config.backbone, attention_dropout=config.attention_dropout, pooling=config.pooling,
                                      fast_dropout=config.fast_dropout)
     use_training_attention(model, precision, args.device, config.attention_dropout)
