@@ -27,9 +27,9 @@ from nbdev.processors import (FilterDefaults, _default_exp, _show_docs, clean_ma
                               populate_language, rm_export, rm_header_dash, strip_ansi)
 
 # %% auto 0
-__all__ = ['EXTRA_CSS', 'page_name', 'is_show_doc', 'ShowDocs', 'doc_procs', 'show_doc_cells', 'strip_directives',
-           'markdown_streams', 'plain_headings', 'site_target', 'relink', 'report_procs', 'site_notebook',
-           'mkdocs_config', 'runs_index_page', 'build_site', 'main']
+__all__ = ['WIDGET_VIEW', 'EXTRA_CSS', 'page_name', 'is_show_doc', 'ShowDocs', 'doc_procs', 'show_doc_cells', 'strip_directives',
+           'markdown_streams', 'static_widgets', 'plain_headings', 'site_target', 'relink', 'report_procs',
+           'site_notebook', 'mkdocs_config', 'runs_index_page', 'build_site', 'main']
 
 # %% ../nbs/08_docs.ipynb
 def page_name(nb_path: str | os.PathLike) -> str:
@@ -107,6 +107,16 @@ def markdown_streams(nb) -> None:
                                            data=AttrDict({"text/markdown": text}))
 
 # %% ../nbs/08_docs.ipynb
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+def static_widgets(nb) -> None:
+    "Drop the notebook's widget state and each output's widget view, keeping the text it also stored."
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            out.get("data", {}).pop(WIDGET_VIEW, None)
+
+# %% ../nbs/08_docs.ipynb
 def plain_headings(text: str) -> str:
     "Markdown headings without links, and with `<code>` for code spans."
     def plain(m):
@@ -162,6 +172,7 @@ def site_notebook(nb_path: str | os.PathLike, page: str, root: str | os.PathLike
     show_doc_cells(nb)
     strip_directives(nb)
     markdown_streams(nb)
+    static_widgets(nb)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
             cell.source = plain_headings(relink(cell.source, page, Path(nb_path).parent, root, pages, files, site_url))

@@ -35,12 +35,12 @@ def test_generated_blocks_follow_from_runs(reported_runs):
 
 def test_committed_runs_make_the_same_documents(tmp_path):
     """After the README's first command reran the quickstart, the documents are checked against a copy of runs/ as
-    committed; that copy must make the documents runs/ makes (the run commands name configs/ found beside it)."""
+    committed; that copy must make the committed documents (its run commands name configs/ found beside it)."""
     from conftest import committed_runs
-    from boolq_nb.results import readme_quickstart, readme_results
-    copy = committed_runs(tmp_path)
-    assert readme_results(copy) == readme_results(ROOT/"runs")
-    assert readme_quickstart(copy) == readme_quickstart(ROOT/"runs")
+    from boolq_nb.results import QUICKSTART_END, QUICKSTART_START, readme_quickstart, readme_results, results_block
+    copy, readme = committed_runs(tmp_path), (ROOT/"README.md").read_text()
+    assert readme_results(copy) == results_block(readme, "README.md")
+    assert readme_quickstart(copy) == results_block(readme, "README.md", QUICKSTART_START, QUICKSTART_END)
 
 
 def test_runs_index_follows_from_runs(reported_runs):
