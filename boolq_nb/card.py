@@ -5,14 +5,13 @@
 # %% ../nbs/02c_card.ipynb 2
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import __version__
-from .io import atomic_write_json, atomic_write_text
+from .io import JSONInputError, atomic_write_json, atomic_write_text, parse_json
 
 # %% auto 0
 __all__ = ['BASE_MODELS', 'BACKBONE_LICENSES', 'BOOLQ_DATASET', 'TASK', 'HEADS', 'BEHAVIOUR_FAILURES', 'BOOLQ_CITATION',
@@ -403,13 +402,15 @@ def model_card(report: dict, ablation: dict | None = None, behaviour: dict | Non
 
 # %% ../nbs/02c_card.ipynb
 def _read_json(path: Path, what: str) -> dict:
-    "The JSON object in `path`, or an error naming the file and what it was needed for."
+    "The JSON object in `path` (decoded by `boolq_nb.io.parse_json`), or an error naming the file, the line and what it was for."
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: {what} (saved by boolq-train with every model)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}, line {e.lineno}: {what}: {e.msg}") from None
+    try:
+        return parse_json(text)
+    except JSONInputError as e:
+        raise ValueError(f"{path}, line {e.line}: {what}: {e.what}") from None
 
 # %% ../nbs/02c_card.ipynb
 CARD_REPORT, CARD_BEHAVIOUR = "training_report.json", "behaviour.json"  # the card's inputs, kept beside it
