@@ -41,3 +41,39 @@ def test_notebook_is_valid_nbformat(notebook):
     nbformat.validate(nbformat.from_dict(raw))
     ids = [cell["id"] for cell in raw["cells"]]
     assert len(set(ids)) == len(ids), f"nbs/{notebook}: repeated cell ids"
+
+
+def _library_imports() -> dict[str, tuple[str, set[str]]]:
+    "Each exported module: the notebook it comes from and the boolq_nb modules it imports (at any depth of code)."
+    import ast
+    import re
+    modules = {}
+    for path in sorted((ROOT/"boolq_nb").glob("*.py")):
+        source = path.read_text()
+        origin = re.search(r"File to edit: \.\./nbs/(\S+\.ipynb)", source)
+        if not origin:
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("boolq_nb."):
+                imported.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[1] for a in node.names if a.name.startswith("boolq_nb.")}
+        modules[path.stem] = (origin.group(1), imported - {path.stem})
+    return modules
+
+
+def test_imports_run_one_way():
+    """A notebook's number is its layer (00 data, 01 features, 02 model and its exports, 03 train, 04 tune, 05 drift
+    and checks, 06 serving, 07 results, 08 docs, 9x test helpers): a module imports only from its own layer or
+    earlier ones, and never in a cycle, so each notebook can be read knowing only those before it."""
+    modules = _library_imports()
+    assert {"data", "model", "onnx", "train", "serve"} <= set(modules)
+    layer = {name: notebook[:2] for name, (notebook, _) in modules.items()}
+    upward = [f"{name} ({modules[name][0]}) imports {dep} ({modules[dep][0]})"
+              for name, (_, deps) in modules.items() for dep in sorted(deps) if dep in layer and layer[dep] > layer[name]]
+    assert not upward, "imports against the notebooks' order: " + "; ".join(upward)
+    import graphlib
+    graphlib.TopologicalSorter({name: deps & set(modules) for name, (_, deps) in modules.items()}).prepare()  # CycleError
