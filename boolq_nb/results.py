@@ -23,17 +23,18 @@ from .train import SEED_IRRELEVANT, TrainConfig, run_parameters
 
 # %% auto 0
 __all__ = ['SUMMARY_COLUMNS', 'EARLIER_DATA', 'RUNS_INDEX_HEADER', 'HEADLINE_RUNS', 'PRECISION_NAMES', 'QUICKSTART_START',
-           'QUICKSTART_END', 'BACKBONE_NAMES', 'README_START', 'README_END', 'SITE_URL', 'read_run',
+           'QUICKSTART_END', 'BACKBONE_NAMES', 'QUICKSTART_TIMES', 'README_START', 'README_END', 'SITE_URL', 'read_run',
            'configuration_name', 'run_precision', 'read_runs', 'configurations', 'dash_or', 'percent', 'minutes',
            'mean_std', 'configuration_table', 'learning_curve', 'plot_learning_curve', 'curve_table',
            'train_speed_table', 'serving_table', 'soak_table', 'plot_soak_memory', 'epoch_table', 'fuzz_table',
            'full_data_table', 'scored_on_holdout', 'study_table', 'requested_parameters', 'training_configs',
            'run_overrides', 'closest_config', 'run_command', 'notebook_command', 'runs_index', 'write_runs_index',
            'headline_runs', 'served_accuracy', 'headline_table', 'time_to_accuracy_table', 'plot_time_to_accuracy',
-           'quickstart_summary', 'study_config', 'training_report', 'measurement_report', 'benchmark_report',
-           'results_report', 'readme_results', 'readme_quickstart', 'results_block', 'update_index_results',
-           'regenerate', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table',
-           'needs_measurement', 'model_behaviour', 'behaviour_table']
+           'quickstart_summary', 'quickstart_other_cpus', 'quickstart_time_table', 'study_config', 'training_report',
+           'measurement_report', 'benchmark_report', 'results_report', 'readme_results', 'readme_quickstart',
+           'results_block', 'update_index_results', 'regenerate', 'passage_ablation', 'ablation_table',
+           'backend_accuracy', 'backends_table', 'needs_measurement', 'model_behaviour', 'behaviour_table',
+           'robustness_table']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -595,6 +596,36 @@ def quickstart_summary(runs_dir: str | os.PathLike, name: str = "quickstart") ->
             f"{metrics['wall_time_s'] / 60:.0f} minutes from start to finish.")
 
 # %% ../nbs/07_results.ipynb
+QUICKSTART_TIMES = "bench/results/quickstart_time.json"
+
+def quickstart_other_cpus(runs_dir: str | os.PathLike, name: str = "quickstart") -> str:
+    "A sentence per quickstart measured (`bench/quickstart_time.py`, beside `runs_dir`) in another precision than the reported run's."
+    path = Path(runs_dir).parent/QUICKSTART_TIMES
+    if not path.is_file():
+        return ""
+    reported = run_precision(json.loads((Path(runs_dir)/name/"metrics.json").read_text(encoding="utf-8")))
+    return " ".join(
+        f"On a CPU {'with' if m['native_bf16'] else 'without'} native bfloat16 ({m['cpu']}, {m['capability']}, "
+        f"{m['threads']} threads) the same command trains in {PRECISION_NAMES[m['precision']]}: it took "
+        f"{m['wall_time_s'] / 60:.0f} minutes ({m['train_examples_per_s']:.1f} training examples/s) and scored "
+        f"{percent(m['accuracy'])} on dev"
+        + (f", {percent(m['against_reported_run']['answers_same'])} of its answers the same as the reported run's"
+           if m.get("against_reported_run") else "") + f" (`{QUICKSTART_TIMES}`)."
+        for m in json.loads(path.read_text(encoding="utf-8"))["measurements"] if m["precision"] != reported)
+
+# %% ../nbs/07_results.ipynb
+def quickstart_time_table(path: str | os.PathLike) -> str:
+    "`bench/quickstart_time.py`'s measurements as a markdown table: one row per kind of CPU and precision."
+    lines = ["| CPU | instructions | threads | precision | minutes | training examples/s | dev accuracy | answers as reported |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
+    for m in json.loads(Path(path).read_text(encoding="utf-8"))["measurements"]:
+        same = (m.get("against_reported_run") or {}).get("answers_same")
+        lines.append(f"| {m['cpu']} | {m['capability']}{', ' + ', '.join(m['bf16_instructions']) if m.get('bf16_instructions') else ''} "
+                     f"| {m['threads']} | {PRECISION_NAMES[m['precision']]} | {m['wall_time_s'] / 60:.0f} | "
+                     f"{m['train_examples_per_s']:.1f} | {percent(m['accuracy'])} | {percent(same)} |")
+    return "\n".join(lines)
+
+# %% ../nbs/07_results.ipynb
 def study_config(study_name: str, root: str | os.PathLike) -> str | None:
     "The configuration file (relative to `root`) whose `study_name` is `study_name`, a product config before an experiment."
     for path in sorted(Path(root).glob("configs/*.yaml")) + sorted(Path(root).glob("configs/experiments/*.yaml")):
@@ -645,7 +676,7 @@ def measurement_report(results_dir: str | os.PathLike) -> list[str]:
 
 # %% ../nbs/07_results.ipynb
 def benchmark_report(root: str | os.PathLike) -> list[str]:
-    "The report's benchmarks (`bench/results/` under `root`): training speed, serving, the longer soaks."
+    "The report's benchmarks (`bench/results/` under `root`): training speed, the quickstart's time per CPU, serving, the longer soaks."
     results = Path(root)/"bench"/"results"
     speed_file, serve_file, parts = results/"train_speed.json", results/"serve.json", []
     if speed_file.is_file():
@@ -656,6 +687,10 @@ def benchmark_report(root: str | os.PathLike) -> list[str]:
         parts += ["", f"Serving the model of `{_model_name(serve['model'])}` (`python bench/serve.py --model-dir MODEL`, "
                   "`bench/results/serve.json`; items/s with p50 / p99 latency in ms and the speed-up over a naive "
                   "`transformers` pipeline server):", "", serving_table(serve_file)]
+    if (results/"quickstart_time.json").is_file():
+        parts += ["", "The quickstart (`configs/quickstart.yaml`) from start to finish on each kind of CPU measured "
+                  "(`python bench/quickstart_time.py`, `bench/results/quickstart_time.json`; answers as reported: the "
+                  "share of dev answers the same as the reported run's):", "", quickstart_time_table(results/"quickstart_time.json")]
     soak_files = sorted(results.glob("serve-soak*.json"))
     if soak_files:
         parts += ["", "Longer soaks (`python bench/serve.py --model-dir MODEL --soak-only --soak-seconds 180`, 2 % malformed "
@@ -698,8 +733,9 @@ def readme_results(runs_dir: str | os.PathLike) -> str:
 
 # %% ../nbs/07_results.ipynb
 def readme_quickstart(runs_dir: str | os.PathLike) -> str:
-    "The README's quickstart block: `quickstart_summary` between its markers."
-    return "\n".join([QUICKSTART_START, quickstart_summary(runs_dir), QUICKSTART_END])
+    "The README's quickstart block: `quickstart_summary` and `quickstart_other_cpus` between its markers."
+    return "\n".join([QUICKSTART_START, " ".join(filter(None, [quickstart_summary(runs_dir), quickstart_other_cpus(runs_dir)])),
+                      QUICKSTART_END])
 
 # %% ../nbs/07_results.ipynb
 def results_block(text: str, where: str = "text", start: str = README_START, end: str = README_END) -> str:
@@ -829,4 +865,20 @@ def behaviour_table(results_dir: str | os.PathLike) -> str:
     for kind in ("MFT", "INV", "DIR"):
         lines.append(f"| **all {kind}** | {kind} | | | " + " | ".join(
             percent(r["summary"][kind]["failure_rate"]) for r in reports.values()) + " |")
+    return "\n".join(lines)
+
+# %% ../nbs/07_results.ipynb
+def robustness_table(runs_dir: str | os.PathLike, results_dir: str | os.PathLike, groups: dict[str, list[str]]) -> str:
+    "One row per group of runs (a configuration's seeds): dev accuracy over the seeds and the mean behavioural failure rates."
+    lines = ["| model | seeds | dev accuracy | MFT wrong | INV changed | DIR kept |", "|---|---:|---:|---:|---:|---:|"]
+    for label, names in groups.items():
+        runs = [n for n in names if (Path(runs_dir)/n/"metrics.json").is_file()]
+        if not runs:
+            continue
+        accuracy = [json.loads((Path(runs_dir)/n/"metrics.json").read_text())["accuracy"] for n in runs]
+        checked = [json.loads(p.read_text())["summary"] for n in runs if (p := Path(results_dir)/n/"behaviour.json").is_file()]
+        rates = [f"{percent(np.mean([c[kind]['failure_rate'] for c in checked]))} ({len(checked)})" if checked else "–"
+                 for kind in ("MFT", "INV", "DIR")]
+        spread = np.std(accuracy, ddof=1) if len(accuracy) > 1 else None
+        lines.append(f"| {label} | {len(runs)} | {mean_std(np.mean(accuracy), spread)} | " + " | ".join(rates) + " |")
     return "\n".join(lines)

@@ -296,7 +296,7 @@ def open_storage(config: TuneConfig) -> RDBStorage:
         engine_kwargs = {"pool_pre_ping": True}
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": 15}
-    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -304,10 +304,11 @@ def open_storage(config: TuneConfig) -> RDBStorage:
                 return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=config.heartbeat_interval,
                                   grace_period=config.grace_period,
                                   heartbeat_stale_trial_callback=_StaleTrialHandler(config))
-        except (IntegrityError, OperationalError) as e:
+        except (IntegrityError, OperationalError, ProgrammingError) as e:
             # Workers started together on a new database race to create Optuna's tables: the loser's CREATE TABLE
-            # ("already exists") or insert of the schema version (IntegrityError) fails. The tables exist now, so
-            # opening again succeeds. Any other OperationalError (an unreachable server) is reported at once.
+            # fails ("already exists": an OperationalError from SQLite, a ProgrammingError (DuplicateTable) from
+            # PostgreSQL), or its insert of the schema version (IntegrityError). The tables exist now, so opening
+            # again succeeds. Any other such error (an unreachable server, a bad URL) is reported at once.
             racing = isinstance(e, IntegrityError) or "already exists" in str(e)
             if not racing or attempt == 4:
                 detail = str(e).splitlines()[0] if str(e) else type(e).__name__
