@@ -11,9 +11,9 @@ paragraph quotes every measurement in another precision than the reported run's 
 Without `--run` the quickstart runs through papermill with its outputs in a temporary folder (`output_dir` and
 `model_dir`), so runs/ and models/ are left as they are; the papermill wall time (kernel start and imports
 included) is recorded beside the run's own. BoolQ is read from `BOOLQ_DATA_DIR` (default `../shared/data/boolq`).
-Each measurement also says how its dev answers compare with the reported run's (`runs/quickstart/predictions.jsonl`):
-the share of answers that are the same and the largest change of P(yes), so a run in another precision shows how
-far its answers moved.
+Each measurement also says how its dev answers compare with the reported run's (`runs/quickstart/predictions.jsonl`,
+`boolq_nb.results.answer_agreement`): the share of answers that are the same and the largest change of P(yes), so a
+run in another precision shows how far its answers moved.
 """
 import argparse
 import json
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from boolq_nb.io import atomic_write_json  # noqa: E402
+from boolq_nb.results import answer_agreement  # noqa: E402
 
 OUT = ROOT/"bench"/"results"/"quickstart_time.json"
 
@@ -45,16 +46,10 @@ def measurement(metrics: dict, source: str, papermill_wall_s: float | None = Non
             "finished_at": metrics.get("finished_at"), "source": source}
 
 
-def agreement(run: Path, reported: Path) -> dict | None:
-    "How the dev answers of `run` compare with the reported run's (`predictions.jsonl` of both): None if either is missing."
-    paths = [run/"predictions.jsonl", reported/"predictions.jsonl"]
-    if not all(p.is_file() for p in paths) or run.resolve() == reported.resolve():
-        return None
-    new, old = ([json.loads(line)["probability_yes"] for line in p.read_text().splitlines() if line.strip()] for p in paths)
-    if len(new) != len(old):
-        return None
-    same = sum((a >= 0.5) == (b >= 0.5) for a, b in zip(new, old))
-    return {"answers_same": same / len(old), "largest_probability_difference": max(abs(a - b) for a, b in zip(new, old))}
+def against_reported(run: Path) -> dict | None:
+    "How the dev answers of the run folder `run` compare with the reported run's; None for the reported run itself."
+    reported = ROOT/"runs"/"quickstart"
+    return None if run.resolve() == reported.resolve() else answer_agreement(run, reported)
 
 
 def same_machine(a: dict, b: dict) -> bool:
@@ -89,12 +84,12 @@ def main(argv=None) -> int:
         if not path.is_file():
             parser.error(f"{path}: no metrics.json (is {args.run} a finished run folder?)")
         new = measurement(json.loads(path.read_text()), "the README's first command")
-        new["against_reported_run"] = agreement(args.run, ROOT/"runs"/"quickstart")
+        new["against_reported_run"] = against_reported(args.run)
     else:
         with tempfile.TemporaryDirectory() as work:
             metrics, wall = run_quickstart(Path(work))
             new = measurement(metrics, "bench/quickstart_time.py", round(wall, 1))
-            new["against_reported_run"] = agreement(Path(work)/"runs"/"quickstart", ROOT/"runs"/"quickstart")
+            new["against_reported_run"] = against_reported(Path(work)/"runs"/"quickstart")
     old = json.loads(args.out.read_text())["measurements"] if args.out.is_file() else []
     atomic_write_json(args.out, {"config": "configs/quickstart.yaml", "measurements": merge(old, new)})
     print(f"{new['cpu']} ({new['capability']}, {new['threads']} threads), {new['precision']}: "

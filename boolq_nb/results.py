@@ -30,11 +30,11 @@ __all__ = ['SUMMARY_COLUMNS', 'EARLIER_DATA', 'RUNS_INDEX_HEADER', 'HEADLINE_RUN
            'full_data_table', 'scored_on_holdout', 'study_table', 'requested_parameters', 'training_configs',
            'run_overrides', 'closest_config', 'run_command', 'notebook_command', 'runs_index', 'write_runs_index',
            'headline_runs', 'served_accuracy', 'headline_table', 'time_to_accuracy_table', 'plot_time_to_accuracy',
-           'quickstart_summary', 'quickstart_other_cpus', 'quickstart_time_table', 'study_config', 'training_report',
-           'measurement_report', 'benchmark_report', 'results_report', 'readme_results', 'readme_quickstart',
-           'results_block', 'update_index_results', 'regenerate', 'passage_ablation', 'ablation_table',
-           'backend_accuracy', 'backends_table', 'needs_measurement', 'model_behaviour', 'behaviour_table',
-           'robustness_table']
+           'answer_agreement', 'agreement_table', 'quickstart_summary', 'quickstart_other_cpus',
+           'quickstart_time_table', 'study_config', 'training_report', 'measurement_report', 'benchmark_report',
+           'results_report', 'readme_results', 'readme_quickstart', 'results_block', 'update_index_results',
+           'regenerate', 'passage_ablation', 'ablation_table', 'backend_accuracy', 'backends_table',
+           'needs_measurement', 'model_behaviour', 'behaviour_table', 'robustness_table']
 
 # %% ../nbs/07_results.ipynb
 def read_run(metrics_path: str | os.PathLike) -> dict:
@@ -575,6 +575,29 @@ def plot_time_to_accuracy(metrics_files, path: str | os.PathLike, baseline: floa
     ax.set(xlabel="minutes of training", ylabel="dev accuracy", title="Time to accuracy")
     ax.legend(loc="lower right")
     return save_figure(fig, Path(path))
+
+# %% ../nbs/07_results.ipynb
+def answer_agreement(run: str | os.PathLike, other: str | os.PathLike) -> dict | None:
+    "The share of dev answers two run folders give alike and the largest change of P(yes); None unless both have the same examples."
+    paths = [Path(run)/"predictions.jsonl", Path(other)/"predictions.jsonl"]
+    if not all(p.is_file() for p in paths):
+        return None
+    a, b = ([json.loads(line)["probability_yes"] for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for p in paths)
+    if len(a) != len(b) or not a:
+        return None
+    return {"answers_same": float(np.mean([(x >= 0.5) == (y >= 0.5) for x, y in zip(a, b)])),
+            "largest_probability_difference": float(max(abs(x - y) for x, y in zip(a, b)))}
+
+# %% ../nbs/07_results.ipynb
+def agreement_table(runs_dir: str | os.PathLike, pairs: dict[str, tuple[str, str]]) -> str:
+    "A markdown table of `answer_agreement` for each labelled pair of runs in `runs_dir` (pairs missing a run are left out)."
+    lines = ["| runs compared | first | second | answers alike | largest P(yes) change |", "|---|---|---|---:|---:|"]
+    for label, (first, second) in pairs.items():
+        if (found := answer_agreement(Path(runs_dir)/first, Path(runs_dir)/second)) is not None:
+            lines.append(f"| {label} | `{first}` | `{second}` | {percent(found['answers_same'])} | "
+                         f"{found['largest_probability_difference']:.3f} |")
+    return "\n".join(lines)
 
 # %% ../nbs/07_results.ipynb
 QUICKSTART_START, QUICKSTART_END = "<!-- quickstart:start -->", "<!-- quickstart:end -->"

@@ -51,12 +51,11 @@ def test_a_folder_without_metrics_is_named(tmp_path):
     assert not (tmp_path/"x.json").exists()
 
 
-def test_agreement_with_the_reported_run(tmp_path):
-    from quickstart_time import agreement
-    run, reported = tmp_path/"run", tmp_path/"reported"
-    for folder, probabilities in ((run, [0.9, 0.4, 0.6, 0.2]), (reported, [0.8, 0.6, 0.6, 0.1])):
-        folder.mkdir()
-        (folder/"predictions.jsonl").write_text("".join(json.dumps({"probability_yes": p}) + "\n" for p in probabilities))
-    found = agreement(run, reported)
-    assert found["answers_same"] == 0.75 and abs(found["largest_probability_difference"] - 0.2) < 1e-9
-    assert agreement(run, run) is None and agreement(run, tmp_path/"missing") is None
+def test_a_rerun_is_compared_with_the_reported_run(tmp_path):
+    "A rerun's answers are set against runs/quickstart's; the reported run itself is compared with nothing."
+    from quickstart_time import against_reported
+    run = tmp_path/"quickstart"
+    run.mkdir()
+    (run/"predictions.jsonl").write_text((ROOT/"runs"/"quickstart"/"predictions.jsonl").read_text())
+    assert against_reported(run) == {"answers_same": 1.0, "largest_probability_difference": 0.0}
+    assert against_reported(ROOT/"runs"/"quickstart") is None
